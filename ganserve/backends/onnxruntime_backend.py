@@ -1,0 +1,146 @@
+"""ONNX Runtime backend: the CPU provider, or CUDA with I/O binding when onnxruntime-gpu and a GPU
+are present (optionally with ONNX Runtime's TensorRT provider in front).
+
+It runs the model directory's ``generator.onnx`` (``generator.fp16.onnx`` for ``precision="fp16"``)
+after checking that the file belongs to these weights; with no such file it builds the same graph
+in memory (which needs the ``onnx`` package).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from typing import Any
+
+import numpy as np
+
+from ..errors import BackendUnavailableError, ModelFormatError, missing_package
+from ..model_io import ONNX_FP16_NAME, ONNX_NAME, Model
+from ._cuda import cuda_device_count
+from .base import Backend
+
+_FILES = {"fp32": ONNX_NAME, "fp16": ONNX_FP16_NAME}
+
+
+def _ort():
+    try:
+        import onnxruntime
+    except ImportError as e:
+        raise missing_package("onnxruntime", "onnx", "the onnxruntime backend") from e
+    return onnxruntime
+
+
+def _has_cuda_provider() -> bool:
+    return "CUDAExecutionProvider" in _ort().get_available_providers() and cuda_device_count() > 0
+
+
+def _preload_cuda_libraries(ort) -> None:
+    """Let onnxruntime-gpu find CUDA/cuDNN from the nvidia-* wheels (e.g. torch's) if the system has none."""
+    preload = getattr(ort, "preload_dlls", None)  # onnxruntime >= 1.21
+    if preload is not None:
+        try:
+            preload()
+        except Exception:  # noqa: BLE001  (missing wheels: the session reports what it cannot load)
+            pass
+
+
+class OnnxRuntimeBackend(Backend):
+    """Options: ``device`` ("auto", "cpu", "cuda"), ``precision`` ("fp32", "fp16"), ``threads``
+    (CPU intra-op threads; default: all cores), ``tensorrt_provider`` (put ONNX Runtime's TensorRT
+    provider before CUDA)."""
+
+    name = "onnxruntime"
+
+    @classmethod
+    def check_available(cls, device: str = "auto") -> None:
+        _ort()
+        if device == "cuda" and not _has_cuda_provider():
+            raise BackendUnavailableError(
+                "onnxruntime on CUDA needs onnxruntime-gpu and a CUDA GPU "
+                "(pip install 'ganserve[gpu]'); this machine has "
+                + ("no CUDA GPU" if cuda_device_count() == 0 else "the CPU-only onnxruntime"))
+        if device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+
+    @classmethod
+    def check_model(cls, model: Model, precision: str = "fp32", **options: Any) -> None:
+        if precision not in _FILES:
+            raise ValueError(f"precision must be one of {list(_FILES)}, got {precision!r}")
+        has_file = model.path is not None and (model.path / _FILES[precision]).is_file()
+        if not has_file and importlib.util.find_spec("onnx") is None:
+            raise BackendUnavailableError(
+                f"no {_FILES[precision]} in the model directory, and building it needs the 'onnx' package: "
+                f"run `ganserve export` on the model, or pip install 'ganserve[onnx]'")
+
+    def __init__(self, model: Model, device: str = "auto", precision: str = "fp32", threads: int | None = None,
+                 tensorrt_provider: bool = False) -> None:
+        super().__init__(model)
+        ort = _ort()
+        self.check_model(model, precision)
+        use_cuda = device == "cuda" or (device == "auto" and _has_cuda_provider())
+        self.precision = precision
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.log_severity_level = 3  # errors only
+        providers: list[Any] = ["CPUExecutionProvider"]
+        if use_cuda:
+            _preload_cuda_libraries(ort)
+            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+            if tensorrt_provider:
+                providers.insert(0, ("TensorrtExecutionProvider", {"trt_fp16_enable": precision == "fp16"}))
+        self.session = ort.InferenceSession(self._graph(model, precision, uint8=use_cuda), options,
+                                            providers=providers)
+        self._check_metadata(model, precision)
+        self._cuda = self.session.get_providers()[0] != "CPUExecutionProvider"
+        if use_cuda and not self._cuda:
+            raise BackendUnavailableError("onnxruntime could not start its CUDA provider")
+        self.outputs = [o.name for o in self.session.get_outputs()]
+        self.default_batch = 256 if self._cuda else 64
+
+    @property
+    def device(self) -> str:
+        return "cuda" if self._cuda else "cpu"
+
+    def _graph(self, model: Model, precision: str, uint8: bool) -> bytes:
+        """The serialized graph: built in memory for the GPU (to convert to uint8 on the device) or
+        when the model directory has no ONNX file; the file otherwise."""
+        file = model.path / _FILES[precision] if model.path is not None else None
+        if file is not None and file.is_file() and not (uint8 and importlib.util.find_spec("onnx")):
+            return file.read_bytes()
+        from ganserve.export.onnx_graph import build_onnx
+
+        props = {"weights_sha256": model.weights_sha256} if model.weights_sha256 else {}
+        return build_onnx(model.config, model.weights, fp16=precision == "fp16", metadata=props,
+                          uint8_output=uint8).SerializeToString()
+
+    def _check_metadata(self, model: Model, precision: str) -> None:
+        meta = self.session.get_modelmeta().custom_metadata_map
+        where = model.path / _FILES[precision] if model.path is not None else "ONNX graph"
+        if meta.get("config_sha256") != model.config.digest():
+            raise ModelFormatError(f"{where}: exported from a different architecture than config.json; "
+                                   f"re-run `ganserve export`")
+        if model.weights_sha256 and meta.get("weights_sha256", model.weights_sha256) != model.weights_sha256:
+            raise ModelFormatError(f"{where}: exported from different weights than generator.safetensors; "
+                                   f"re-run `ganserve export`")
+
+    def run(self, z: np.ndarray) -> np.ndarray:
+        return self._run(z, "images")
+
+    def run_uint8(self, z: np.ndarray) -> np.ndarray:
+        if "images_uint8" in self.outputs:
+            return self._run(z, "images_uint8")
+        return super().run_uint8(z)
+
+    def _run(self, z: np.ndarray, output: str) -> np.ndarray:
+        if not self._cuda:
+            return self.session.run([output], {"z": z})[0]
+        binding = self.session.io_binding()
+        binding.bind_cpu_input("z", z)
+        binding.bind_output(output, "cuda")
+        self.session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()[0]
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "providers": self.session.get_providers(), "precision": self.precision}
+

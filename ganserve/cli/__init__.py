@@ -1,0 +1,76 @@
+"""The `ganserve` command line: thin commands over the library.
+
+A user mistake (bad option value, missing file, invalid model, missing package) prints one line,
+``error: ...``, on stderr and exits with status 1 (2 for usage errors), without a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from .. import __version__
+
+app = typer.Typer(
+    name="ganserve",
+    help="Train, export and serve DCGAN-family image generators.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# Errors that come from what the user asked for, not from a bug in ganserve.
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, ImportError, OSError)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ganserve {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """Train, export and serve DCGAN-family image generators."""
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print a one-line error and exit (for checks done inside commands)."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `ganserve` console script."""
+    from . import commands  # noqa: F401  (registers the commands on `app`)
+
+    try:
+        result = app(args=argv, prog_name="ganserve", standalone_mode=False)
+    except typer.Exit as e:
+        return e.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("interrupted", err=True)
+        return 130
+    except USER_ERRORS as e:
+        typer.echo(f"error: {_one_line(e)}", err=True)
+        return 1
+    except Exception as e:
+        if hasattr(e, "show") and hasattr(e, "exit_code"):  # click's usage errors (typer may vendor click)
+            e.show()
+            return e.exit_code
+        raise
+    return result if isinstance(result, int) else 0
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    if isinstance(error, OSError) and error.filename and str(error.filename) not in text:
+        text = f"{text}: {error.filename}"
+    return " ".join(text.split())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

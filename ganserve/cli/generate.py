@@ -1,0 +1,60 @@
+"""`ganserve generate`: sharded, resumable bulk generation."""
+
+from __future__ import annotations
+
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import app
+from .runtime import BACKEND_OPT, MODEL_ARG, progress
+
+
+@app.command()
+def generate(
+    model: Optional[str] = MODEL_ARG,
+    n: int = typer.Option(..., "--n", "-n", help="Total images of the run (all shards)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder, shared by every process of the run."),
+    seed: int = typer.Option(0, "--seed", help="Image j comes from latent (seed, j)."),
+    shard_size: int = typer.Option(1000, "--shard-size", help="Consecutive images per shard."),
+    fmt: str = typer.Option("png", "--format", help="png (a folder per shard), tar (WebDataset) or npz."),
+    shard_index: int = typer.Option(0, "--shard-index", envvar="GANSERVE_SHARD_INDEX",
+                                    help="This process makes shards i, i+k, ... (k = --num-shards)."),
+    num_shards: int = typer.Option(1, "--num-shards", envvar="GANSERVE_NUM_SHARDS",
+                                   help="Processes sharing the run."),
+    backend: str = BACKEND_OPT,
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", help="PNG encoding processes (default: CPUs)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+    truncation: Optional[float] = typer.Option(None, "--truncation", "--psi"),
+    png_compression: int = typer.Option(6, "--png-compression", help="zlib level 0-9."),
+) -> None:
+    """Generate N images in shards; re-running the same command resumes (finished shards are kept)."""
+    from ..batch import FORMATS, Interrupted, RunParams, shards_for
+    from ..batch import generate as run
+    from ..generator import Generator
+
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    RunParams(n, seed, shard_size, fmt, truncation, "", "", (1, 1, 1)).check()
+    mine = shards_for(n, shard_size, shard_index, num_shards)
+    if workers is not None and workers < 0:
+        raise ValueError(f"--workers must be >= 0, got {workers}")
+    gen = Generator.load(model, backend=backend)
+    total = sum(min(n, s * shard_size + shard_size) - s * shard_size for s in mine)
+    with progress(total, f"generate ({gen.backend})") as bar:
+        try:
+            summary = run(gen, out, n=n, seed=seed, shard_size=shard_size, fmt=fmt, shard_index=shard_index,
+                          num_shards=num_shards, workers=workers, batch_size=batch_size, truncation=truncation,
+                          compress_level=png_compression, progress=bar.update,
+                          log=lambda m: bar.write(m))
+        except Interrupted as e:
+            bar.close()
+            typer.echo(f"interrupted by {e}: finished shards are kept in {out}; run the same command again "
+                       f"to resume", err=True)
+            raise typer.Exit(128 + e.signum) from None
+    state = "the run is complete" if summary["complete"] else "other shards are still missing"
+    typer.echo(f"made {summary['made']} images in {summary['shards']} shards ({summary['skipped']} already done) "
+               f"in {out}; {state}")
+

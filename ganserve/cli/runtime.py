@@ -1,0 +1,154 @@
+"""`ganserve sample`, `ganserve info`: the runtime commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import app
+
+MODEL_ARG = typer.Argument(None, help="Model directory or shipped model name (default: the shipped model).")
+BACKEND_OPT = typer.Option("auto", "--backend", "-b", help="numpy, onnxruntime, torch, tensorrt or auto.")
+
+
+def progress(total: int, desc: str, unit: str = "img"):
+    """A progress bar on stderr, shown for long runs only."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, mininterval=0.5, delay=1.0,
+                dynamic_ncols=True)
+
+
+@app.command()
+def sample(
+    model: Optional[str] = MODEL_ARG,
+    n: int = typer.Option(64, "--n", "-n", help="Number of images."),
+    seed: int = typer.Option(0, "--seed", help="Latent seed; image i comes from latent (seed, start + i)."),
+    start: int = typer.Option(0, "--start", help="Global index of the first image."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write one PNG per image here ({index:08d}.png)."),
+    grid: Optional[Path] = typer.Option(None, "--grid", help="Write all images tiled into this one image file."),
+    nrow: Optional[int] = typer.Option(None, "--nrow", help="Images per grid row (default: square)."),
+    truncation: Optional[float] = typer.Option(None, "--truncation", "--psi",
+                                               help="Draw latents from a normal truncated at psi."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per forward pass."),
+    backend: str = BACKEND_OPT,
+) -> None:
+    """Sample images from a generator: PNG files and/or one grid image (default: samples.png)."""
+    from ..generator import Generator
+    from ..images import image_format, make_grid, save_image
+
+    from ..latents import check_index, check_truncation
+
+    check_index(n, "n", minimum=1)
+    check_index(seed, "seed")
+    check_truncation(truncation)
+    if out is None and grid is None:
+        grid = Path("samples.png")
+    if grid is not None:
+        image_format(grid)  # an unwritable extension fails before any work
+    gen = Generator.load(model, backend=backend)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    kept = [] if grid is not None else None
+    with progress(n, f"sampling ({gen.backend})") as bar:
+        for first, images in gen.iter_batches(n, seed=seed, batch_size=batch_size, start=start,
+                                              truncation=truncation):
+            if out is not None:
+                for i, image in enumerate(images):
+                    save_image(image, out / f"{first + i:08d}.png")
+            if kept is not None:
+                kept.append(images)
+            bar.update(len(images))
+    if grid is not None:
+        import numpy as np
+
+        save_image(make_grid(np.concatenate(kept), nrow=nrow), grid)
+    where = " and ".join(str(p) for p in (out, grid) if p is not None)
+    typer.echo(f"wrote {n} images from {gen.model.path or 'memory'} ({gen.backend} backend) to {where}")
+
+
+@app.command()
+def info(
+    model: Optional[str] = MODEL_ARG,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Describe a model: architecture, files, metadata, and the backends that can run it."""
+    from ..backends import available_backends
+    from ..model_io import load_model
+
+    m = load_model(model)
+    c = m.config
+    files = sorted(p.name for p in m.path.iterdir() if p.is_file()) if m.path else []
+    facts = {
+        "path": str(m.path),
+        "preset": c.preset,
+        "latent_dim": c.latent_dim,
+        "output_shape": list(c.output_shape),
+        "value_range": list(c.value_range),
+        "parameters": c.num_params(),
+        "layers": len(c.layers),
+        "config_sha256": c.digest(),
+        "model_sha256": m.model_hash,
+        "files": files,
+        "available_backends": available_backends(),
+        "metadata": m.metadata,
+    }
+    if as_json:
+        typer.echo(json.dumps(facts, indent=2, sort_keys=True))
+        return
+    for key, value in facts.items():
+        if key == "metadata":
+            continue
+        typer.echo(f"{key:18s} {value if not isinstance(value, list) else ', '.join(map(str, value))}")
+    typer.echo("layers:")
+    shapes = c.layer_shapes()
+    for i, spec in enumerate(c.layers):
+        args = ", ".join(f"{k}={v}" for k, v in spec.items() if k != "type")
+        typer.echo(f"  {i:2d} {spec['type']:17s} {str(shapes[i + 1]):16s} {args}")
+    if m.metadata:
+        typer.echo("metadata:")
+        typer.echo("  " + json.dumps(m.metadata, indent=2, sort_keys=True).replace("\n", "\n  "))
+
+
+@app.command()
+def bench(
+    model: Optional[str] = MODEL_ARG,
+    batch: str = typer.Option("1,64", "--batch", help="Comma-separated batch sizes."),
+    backends: Optional[str] = typer.Option(None, "--backends", help="Comma-separated names (default: all usable)."),
+    rounds: int = typer.Option(3, "--rounds", help="Interleaved timing rounds."),
+    seconds: float = typer.Option(1.0, "--seconds", help="Timed seconds per backend per round."),
+) -> None:
+    """Time every usable backend on a model, side by side (images/s to uint8 on the host)."""
+    from ..backends import AUTO_ORDER, unavailable_reason
+    from ..benchmark import compare_backends, format_table
+    from ..model_io import load_model
+
+    sizes = _int_list(batch, "--batch")
+    if rounds < 1 or seconds <= 0:
+        raise ValueError("--rounds must be >= 1 and --seconds > 0")
+    names = None if backends is None else [b.strip() for b in backends.split(",") if b.strip()]
+    chosen = [(name, opts) for name, opts in AUTO_ORDER if (names is None or name in names)]
+    if names is not None:
+        unknown = sorted(set(names) - {name for name, _ in AUTO_ORDER})
+        if unknown:
+            raise ValueError(f"unknown backend(s) {unknown}; known: {sorted({n for n, _ in AUTO_ORDER})}")
+    chosen = [(n, o) for n, o in chosen if unavailable_reason(n) is None or names is not None]
+    m = load_model(model)
+    typer.echo(f"{m.path}: {2 * m.config.macs() / 1e9:.3f} GFLOP per image")
+    for size in sizes:
+        results = compare_backends(m, chosen, batch=size, rounds=rounds, min_seconds=seconds)
+        typer.echo(format_table(results, reference="numpy"))
+
+
+def _int_list(text: str, option: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{option} must be comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise ValueError(f"{option} must list positive integers, got {text!r}")
+    return values

@@ -1,0 +1,108 @@
+"""`ganserve train`, `ganserve eval`: training and the quality metric (need the `train` extra)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import app
+
+
+def _torch_or_hint() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        raise ImportError("training needs torch: pip install 'ganserve[train]'")
+
+
+@app.command()
+def train(
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Architecture (default dcgan28)."),
+    data: Optional[str] = typer.Option(None, "--data", "-d",
+                                       help="fashion-mnist, digits, an image folder, IDX, .npz or CIFAR-10 path."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory (checkpoints, logs, samples, model/)."),
+    steps: int = typer.Option(10_000, "--steps", help="Total training steps (a resumed run continues to it)."),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Per process (default 64)."),
+    checkpoint_every: int = typer.Option(1000, "--checkpoint-every"),
+    eval_every: int = typer.Option(1000, "--eval-every"),
+    eval_samples: int = typer.Option(5000, "--eval-samples"),
+    keep: int = typer.Option(3, "--keep", help="Older checkpoints kept besides last.pt and best.pt."),
+    log_every: int = typer.Option(50, "--log-every"),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last.pt."),
+    lr_g: Optional[float] = typer.Option(None, "--lr-g", help="Generator learning rate (default 2e-4)."),
+    lr_d: Optional[float] = typer.Option(None, "--lr-d", help="Discriminator learning rate (default 2e-4)."),
+    beta1: Optional[float] = typer.Option(None, "--beta1"),
+    ema_decay: Optional[float] = typer.Option(None, "--ema-decay", help="0 disables the EMA generator."),
+    label_smoothing: Optional[float] = typer.Option(None, "--label-smoothing", help="One-sided, e.g. 0.1."),
+    channels: Optional[int] = typer.Option(None, "--channels", help="1 or 3 (default: the data's)."),
+    latent_dim: Optional[int] = typer.Option(None, "--latent-dim"),
+    width: Optional[int] = typer.Option(None, "--width", help="Base feature maps (default: the preset's)."),
+    data_limit: Optional[int] = typer.Option(None, "--data-limit", help="Use only the first N images."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda."),
+    amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast (default: on CUDA)."),
+) -> None:
+    """Train a DCGAN; under `torchrun --nproc_per_node=N -m ganserve train ...` it runs DDP."""
+    _torch_or_hint()
+    from ganserve.training.loop import TrainingDiverged
+    from ganserve.training.loop import train as run_training
+    from ganserve.training.options import TrainOptions
+
+    given = dict(preset=preset, data=data, seed=seed, batch_size=batch_size, lr_g=lr_g, lr_d=lr_d, beta1=beta1,
+                 ema_decay=ema_decay, label_smoothing=label_smoothing, channels=channels, latent_dim=latent_dim,
+                 width=width, data_limit=data_limit, device=device, amp=amp)
+    control = dict(out=str(out), steps=steps, checkpoint_every=checkpoint_every, eval_every=eval_every,
+                   eval_samples=eval_samples, keep=keep, log_every=log_every)
+    explicit = {k: v for k, v in given.items() if v is not None}
+    opts = TrainOptions(**control, **({} if resume else explicit))
+    try:
+        model = run_training(opts, resume=resume, log=typer.echo, explicit=explicit)
+    except TrainingDiverged as e:
+        raise ValueError(str(e)) from None
+    typer.echo(f"model written to {model}")
+
+
+@app.command("eval")
+def eval_(
+    model: Optional[str] = typer.Argument(None, help="Model directory or shipped name (default: shipped)."),
+    data: str = typer.Option("fashion-mnist", "--data", "-d", help="Real data to compare with."),
+    samples: int = typer.Option(10_000, "--samples", "-n"),
+    seed: int = typer.Option(0, "--seed"),
+    truncation: Optional[float] = typer.Option(None, "--truncation", "--psi"),
+    backend: str = typer.Option("auto", "--backend", "-b"),
+    calibrate: bool = typer.Option(False, "--calibrate", help="Also score real test images, sharp and blurred."),
+    inception_weights: Optional[Path] = typer.Option(
+        None, "--inception-weights", help="Also compute the standard Inception FID with these local weights."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Score a model: Frechet distance (FD) and classifier score (CS) in the shipped classifier's features."""
+    _torch_or_hint()
+    import json
+
+    from ganserve.training.evaluate import calibration, evaluate_model
+    from ganserve.training.metrics import classifier_info
+
+    if samples < 2:
+        raise ValueError(f"--samples must be at least 2, got {samples}")
+    result = {"model": evaluate_model(model, data, samples, seed, backend, truncation)}
+    if calibrate:
+        result.update(calibration(data))
+    if inception_weights is not None:
+        from ganserve.generator import Generator
+        from ganserve.training.evaluate import reference_images
+        from ganserve.training.inception import inception_fid
+
+        gen = Generator.load(model, backend=backend)
+        real = reference_images(data, gen.config.output_shape, samples)
+        result["model"]["inception_fid"] = inception_fid(gen.sample(samples, seed=seed), real, inception_weights)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, sort_keys=True))
+        return
+    info = classifier_info()
+    typer.echo(f"classifier: test accuracy {info.get('test_accuracy', float('nan')):.4f}; "
+               f"FD lower is better, CS higher is better")
+    for name, row in result.items():
+        extra = f"  Inception FID {row['inception_fid']:.2f}" if "inception_fid" in row else ""
+        typer.echo(f"{name:30s} FD {row['fd']:8.3f}  CS {row['cs']:6.3f}{extra}")

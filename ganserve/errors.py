@@ -1,0 +1,23 @@
+"""Errors raised by ganserve."""
+
+
+class ModelFormatError(ValueError):
+    """A model directory or file is not a valid ganserve model.
+
+    The message names the file and what is wrong with it.
+    """
+
+
+class BackendUnavailableError(ImportError):
+    """A backend cannot run here: its package is missing, or it needs something this machine lacks.
+
+    The message says what is missing and how to install it.
+    """
+
+
+def missing_package(package: str, extra: str, what: str) -> BackendUnavailableError:
+    """The error for an optional package that is not installed, with the install hint."""
+    return BackendUnavailableError(
+        f"{what} needs the '{package}' package, which is not installed; "
+        f"install it with: pip install 'ganserve[{extra}]'"
+    )

@@ -1,0 +1,71 @@
+"""Turning raw generator output into images: uint8 conversion, grids, PNG files."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ._files import atomic_path
+
+
+def to_uint8(x: np.ndarray, value_range: tuple[float, float] = (-1.0, 1.0), channels_last: bool = True
+             ) -> np.ndarray:
+    """Map float images in `value_range` to uint8 [0, 255], rounding to nearest.
+
+    Args:
+        x: (n, C, H, W) floats.
+        value_range: the range of `x` that maps onto [0, 255].
+        channels_last: return (n, H, W, C) (else (n, C, H, W)).
+    """
+    lo, hi = value_range
+    y = x.transpose(0, 2, 3, 1) if channels_last else x
+    scaled = (y - np.float32(lo)) * np.float32(255.0 / (hi - lo)) + np.float32(0.5)
+    return np.clip(scaled, 0, 255, out=scaled).astype(np.uint8)
+
+
+def make_grid(images: np.ndarray, nrow: int | None = None, padding: int = 2, pad_value: int = 0) -> np.ndarray:
+    """Tile uint8 images (n, H, W, C) into one (rows*H', cols*W', C) image, `nrow` per row."""
+    if images.ndim != 4 or images.dtype != np.uint8:
+        raise ValueError(f"make_grid expects uint8 images (n, H, W, C), got {images.dtype} {images.shape}")
+    n, h, w, c = images.shape
+    if n == 0:
+        raise ValueError("make_grid needs at least one image")
+    cols = nrow or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    grid = np.full((rows * (h + padding) + padding, cols * (w + padding) + padding, c), pad_value, np.uint8)
+    for i in range(n):
+        r, q = divmod(i, cols)
+        y, x = padding + r * (h + padding), padding + q * (w + padding)
+        grid[y:y + h, x:x + w] = images[i]
+    return grid
+
+
+def to_pil(image: np.ndarray):
+    """A Pillow image from one uint8 (H, W, C) array with C 1 or 3."""
+    from PIL import Image
+
+    return Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+
+
+def image_format(path: str | os.PathLike) -> str:
+    """Pillow's format name for a file name's extension, or a ValueError naming the extension."""
+    from PIL import Image
+
+    suffix = Path(path).suffix.lower()
+    fmt = Image.registered_extensions().get(suffix)
+    if fmt is None or fmt not in Image.SAVE:
+        raise ValueError(f"cannot write images with extension {suffix or '(none)'!r} ({path}); "
+                         f"use .png, .jpg, .webp, .bmp or .gif")
+    return fmt
+
+
+def save_image(image: np.ndarray, path: str | os.PathLike) -> Path:
+    """Save one uint8 (H, W, C) image, in the format its extension names, atomically."""
+    path = Path(path)
+    fmt = image_format(path)
+    with atomic_path(path) as tmp:
+        to_pil(image).save(tmp, format=fmt)
+    return path

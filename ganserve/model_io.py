@@ -1,0 +1,193 @@
+"""The model format: a directory holding `config.json` and `generator.safetensors`.
+
+``config.json`` (sorted keys, indented)::
+
+    {
+      "architecture": {...},          # GeneratorConfig.to_dict(): layers, shapes, value range
+      "format_version": 1,
+      "ganserve_version": "0.1.0",
+      "metadata": {...}               # free-form: how it was trained, its quality metric, ...
+    }
+
+``generator.safetensors`` holds eval-mode float32 weights and batch-norm statistics, keyed as in
+the PyTorch module's state dict (``layers.{i}.weight``). Exports (``generator.onnx``, ...) sit
+beside them. Nothing here unpickles anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from ._files import atomic_path, dumps_json, write_bytes
+from .config import GeneratorConfig
+from .errors import ModelFormatError
+
+FORMAT_VERSION = 1
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "generator.safetensors"
+ONNX_NAME = "generator.onnx"
+ONNX_FP16_NAME = "generator.fp16.onnx"
+ENGINE_NAME = "generator.engine"
+SHIPPED_DIR = Path(__file__).parent / "models"
+DEFAULT_MODEL = "fashion-mnist"
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """A loaded model directory: its architecture, weights and metadata."""
+
+    config: GeneratorConfig
+    weights: dict[str, np.ndarray]
+    metadata: dict[str, Any]
+    path: Path | None = None
+    weights_sha256: str = ""
+
+    @property
+    def model_hash(self) -> str:
+        """sha256 over the architecture and the weights: changes when either does."""
+        return hashlib.sha256(f"{self.config.digest()}:{self.weights_sha256}".encode()).hexdigest()
+
+
+def list_shipped_models() -> list[str]:
+    """Names of the models shipped inside the package."""
+    if not SHIPPED_DIR.is_dir():
+        return []
+    return sorted(p.name for p in SHIPPED_DIR.iterdir() if (p / CONFIG_NAME).is_file())
+
+
+def resolve_model_path(path_or_name: str | os.PathLike | None) -> Path:
+    """A model directory from a path, a shipped model's name, or None for the shipped default."""
+    if path_or_name is None:
+        path_or_name = DEFAULT_MODEL
+    path = Path(path_or_name)
+    if path.is_dir():
+        return path
+    if isinstance(path_or_name, str) and path_or_name in list_shipped_models():
+        return SHIPPED_DIR / path_or_name
+    if path.exists():
+        raise ModelFormatError(f"{path}: a model must be a directory holding {CONFIG_NAME} and {WEIGHTS_NAME}")
+    shipped = ", ".join(list_shipped_models()) or "none"
+    raise FileNotFoundError(f"no model directory at {str(path)!r}, and no shipped model of that name "
+                            f"(shipped models: {shipped})")
+
+
+def load_model(path_or_name: str | os.PathLike | None = None) -> Model:
+    """Read and validate a model directory (or a shipped model's name)."""
+    path = resolve_model_path(path_or_name)
+    config, metadata = read_config(path / CONFIG_NAME)
+    weights, sha = read_weights(path / WEIGHTS_NAME, config)
+    return Model(config, weights, metadata, path, sha)
+
+
+def read_config(file: Path) -> tuple[GeneratorConfig, dict[str, Any]]:
+    if not file.is_file():
+        raise ModelFormatError(f"{file}: missing; a model directory needs {CONFIG_NAME} and {WEIGHTS_NAME}")
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelFormatError(f"{file}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise ModelFormatError(f"{file}: expected a JSON object at the top level")
+    version = data.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ModelFormatError(f"{file}: 'format_version' is missing or not an integer")
+    if version > FORMAT_VERSION:
+        raise ModelFormatError(f"{file}: format version {version} was written by a newer ganserve "
+                               f"({data.get('ganserve_version', '?')}); this one ({__version__}) reads up to "
+                               f"{FORMAT_VERSION}: upgrade ganserve")
+    if version < 1:
+        raise ModelFormatError(f"{file}: invalid format version {version}")
+    unknown = sorted(set(data) - {"format_version", "ganserve_version", "architecture", "metadata"})
+    if unknown:
+        raise ModelFormatError(f"{file}: unknown top-level key(s) {unknown}")
+    metadata = data.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise ModelFormatError(f"{file}: 'metadata' must be a JSON object")
+    try:
+        config = GeneratorConfig.from_dict(data.get("architecture"))
+    except (ValueError, TypeError) as e:
+        raise ModelFormatError(f"{file}: invalid architecture: {e}") from None
+    return config, metadata
+
+
+def read_weights(file: Path, config: GeneratorConfig) -> tuple[dict[str, np.ndarray], str]:
+    """Load and check the safetensors weights against `config`; returns (weights, file sha256)."""
+    from safetensors.numpy import load
+
+    if not file.is_file():
+        raise ModelFormatError(f"{file}: missing; a model directory needs {CONFIG_NAME} and {WEIGHTS_NAME}")
+    data = file.read_bytes()
+    try:
+        weights = load(data)
+    except Exception as e:  # safetensors raises its own error type for every malformed file
+        raise ModelFormatError(f"{file}: not a valid safetensors file ({e})") from None
+    check_weights(weights, config, str(file))
+    return weights, hashlib.sha256(data).hexdigest()
+
+
+def check_weights(weights: dict[str, np.ndarray], config: GeneratorConfig, where: str) -> None:
+    """Raise ModelFormatError unless `weights` has exactly the tensors `config` needs, finite."""
+    expected = config.param_shapes()
+    missing = sorted(set(expected) - set(weights))
+    extra = sorted(set(weights) - set(expected))
+    if missing or extra:
+        raise ModelFormatError(f"{where}: tensors do not match the architecture: "
+                               f"missing {missing or 'none'}, unexpected {extra or 'none'}")
+    for key, shape in expected.items():
+        value = weights[key]
+        if value.dtype != np.float32:
+            raise ModelFormatError(f"{where}: tensor {key!r} has dtype {value.dtype}, expected float32")
+        if tuple(value.shape) != shape:
+            raise ModelFormatError(f"{where}: tensor {key!r} has shape {tuple(value.shape)}, expected {shape}")
+        if not np.isfinite(value).all():
+            raise ModelFormatError(f"{where}: tensor {key!r} contains NaN or Inf")
+        if key.endswith("running_var") and (value < 0).any():
+            raise ModelFormatError(f"{where}: tensor {key!r} has negative variances")
+
+
+def config_document(config: GeneratorConfig, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "format_version": FORMAT_VERSION,
+        "ganserve_version": __version__,
+        "architecture": config.to_dict(),
+        "metadata": dict(metadata or {}),
+    }
+
+
+def save_model(path: str | os.PathLike, config: GeneratorConfig, weights: dict[str, Any],
+               metadata: dict[str, Any] | None = None) -> Path:
+    """Write a model directory (created if needed); each file is written whole or not at all.
+
+    Args:
+        path: the directory.
+        config: the architecture.
+        weights: tensors keyed as `config.param_shapes()` (NumPy arrays or anything np.asarray takes).
+        metadata: free-form JSON-serialisable facts, such as how the model was trained.
+    """
+    from safetensors.numpy import save
+
+    path = Path(path)
+    arrays = {k: np.ascontiguousarray(np.asarray(v, dtype=np.float32)) for k, v in weights.items()}
+    check_weights(arrays, config, str(path / WEIGHTS_NAME))
+    document = dumps_json(config_document(config, metadata))  # fails here, before any file, if not JSON
+    path.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path / WEIGHTS_NAME) as tmp:
+        tmp.write_bytes(save(arrays, metadata={"format": "ganserve"}))
+    write_bytes(path / CONFIG_NAME, document.encode())
+    return path
+
+
+def update_metadata(path: str | os.PathLike, **entries: Any) -> None:
+    """Merge `entries` into the metadata of the model directory at `path`, atomically."""
+    file = Path(path) / CONFIG_NAME
+    config, metadata = read_config(file)
+    metadata.update(entries)
+    write_bytes(file, dumps_json(config_document(config, metadata)).encode())

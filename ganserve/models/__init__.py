@@ -1,0 +1,1 @@
+"""Models shipped inside the package, one directory each (see `ganserve.list_shipped_models()`)."""

@@ -1,0 +1,110 @@
+"""The PyTorch module of a `GeneratorConfig` (training, export and the torch backend use it).
+
+This module imports torch; `import ganserve` does not import it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .config import GeneratorConfig
+from .errors import missing_package
+
+try:
+    import torch
+    from torch import nn
+except ImportError as e:  # pragma: no cover - exercised where torch is absent
+    raise missing_package("torch", "torch", "the PyTorch generator module") from e
+
+
+class Reshape(nn.Module):
+    """Reshape each sample to `shape` (PyTorch's C-major order)."""
+
+    def __init__(self, shape: list[int]) -> None:
+        super().__init__()
+        self.shape = tuple(shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(x.shape[0], *self.shape)
+
+    def extra_repr(self) -> str:
+        return f"shape={self.shape}"
+
+
+class ProjectTranspose(nn.ConvTranspose2d):
+    """A transposed conv applied to a 1x1 input (the DCGAN projection of z): one matrix product.
+
+    Same parameters and result as nn.ConvTranspose2d, which runs this case through a general
+    deconvolution several times slower (forward and backward) on the CPU.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, k = x.shape[0], self.kernel_size[0]
+        y = (x.reshape(n, -1) @ self.weight.reshape(self.in_channels, -1)).view(n, self.out_channels, k, k)
+        return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
+
+
+def _conv_transpose(spec: dict[str, Any], in_shape: tuple[int, ...], fast: bool) -> nn.Module:
+    projection = in_shape[1:] == (1, 1) and spec["padding"] == 0 and spec["output_padding"] == 0
+    cls = ProjectTranspose if fast and projection else nn.ConvTranspose2d
+    return cls(spec["in_channels"], spec["out_channels"], spec["kernel_size"], spec["stride"], spec["padding"],
+               spec["output_padding"], bias=spec["bias"])
+
+
+def _batch_norm(spec: dict[str, Any], in_shape: tuple[int, ...]) -> nn.Module:
+    cls = nn.BatchNorm1d if len(in_shape) == 1 else nn.BatchNorm2d
+    return cls(spec["num_features"], eps=spec["eps"], momentum=spec["momentum"])
+
+
+_MODULES = {
+    "linear": lambda s, _: nn.Linear(s["in_features"], s["out_features"], bias=s["bias"]),
+    "reshape": lambda s, _: Reshape(s["shape"]),
+    "batch_norm": _batch_norm,
+    "relu": lambda s, _: nn.ReLU(inplace=True),
+    "leaky_relu": lambda s, _: nn.LeakyReLU(s["slope"], inplace=True),
+    "tanh": lambda s, _: nn.Tanh(),
+    "sigmoid": lambda s, _: nn.Sigmoid(),
+    "conv2d": lambda s, _: nn.Conv2d(s["in_channels"], s["out_channels"], s["kernel_size"], s["stride"],
+                                     s["padding"], bias=s["bias"]),
+    "upsample": lambda s, _: nn.Upsample(scale_factor=s["scale"], mode="nearest"),
+    "dropout": lambda s, _: nn.Dropout(s["p"]),
+}
+
+
+class GeneratorNet(nn.Module):
+    """z (N, latent_dim) -> images (N, C, H, W); state dict keys are ``layers.{i}.{name}``.
+
+    With ``fast=False`` every layer is the stock torch.nn module (as the seed scripts build them).
+    """
+
+    def __init__(self, config: GeneratorConfig, fast: bool = True) -> None:
+        super().__init__()
+        self.config = config
+        shapes = config.layer_shapes()
+        self.layers = nn.Sequential(*(
+            _conv_transpose(spec, shapes[i], fast) if spec["type"] == "conv_transpose2d"
+            else _MODULES[spec["type"]](spec, shapes[i])
+            for i, spec in enumerate(config.layers)))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.layers(z)
+
+
+def build_generator(config: GeneratorConfig, fast: bool = True) -> GeneratorNet:
+    return GeneratorNet(config, fast)
+
+
+def export_weights(net: nn.Module) -> dict[str, Any]:
+    """float32 NumPy weights of a generator, as the model format stores them (no step counters)."""
+    return {k: v.detach().to("cpu", torch.float32).contiguous().numpy()
+            for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
+
+
+def load_weights(net: nn.Module, weights: dict[str, Any]) -> nn.Module:
+    """Load model-format weights into `net` (strict: every tensor must match)."""
+    state = {k: torch.as_tensor(v) for k, v in weights.items()}
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if missing or unexpected:
+        raise ValueError(f"weights do not match the module: missing {missing}, unexpected {unexpected}")
+    return net

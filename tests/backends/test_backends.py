@@ -1,0 +1,87 @@
+"""Every backend against the NumPy reference (skipped where its package or a GPU is missing)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import random_weights
+
+import ganserve
+from ganserve import Generator
+from ganserve.backends import available_backends, create_backend, list_backends
+from ganserve.model_io import load_model
+
+CPU = [("torch", {"device": "cpu"}), ("onnxruntime", {"device": "cpu"})]
+GPU = [("torch", {"device": "cuda"}), ("torch", {"device": "cuda", "compile": True}),
+       ("onnxruntime", {"device": "cuda"}), ("tensorrt", {})]
+GPU_FP16 = [("torch", {"device": "cuda", "precision": "fp16"}),
+            ("onnxruntime", {"device": "cuda", "precision": "fp16"})]
+PACKAGES = {"torch": "torch", "onnxruntime": "onnxruntime", "tensorrt": "tensorrt"}
+
+
+def _backend(name, options, model):
+    pytest.importorskip(PACKAGES[name])
+    try:
+        return create_backend(name, model, **options)
+    except ImportError as e:  # e.g. onnxruntime without its CUDA provider
+        pytest.skip(str(e))
+
+
+def _compare(backend, model, n=37, float_tol=1e-4, levels=2):
+    reference = create_backend("numpy", model)
+    z = ganserve.latents.make_latents(n, model.config.latent_dim, seed=5)
+    got, want = backend.run(z), reference.run(z)
+    assert got.dtype == np.float32 and got.shape == want.shape
+    assert np.isfinite(got).all()
+    assert np.abs(got - want).max() <= float_tol
+    got8, want8 = backend.run_uint8(z), reference.run_uint8(z)
+    assert got8.dtype == np.uint8 and got8.shape == want8.shape
+    assert np.abs(got8.astype(int) - want8.astype(int)).max() <= levels
+
+
+@pytest.mark.parametrize("preset", ganserve.list_presets())
+@pytest.mark.parametrize("name,options", CPU, ids=["torch-cpu", "onnxruntime-cpu"])
+def test_cpu_backends_match_numpy(name, options, preset):
+    config = ganserve.create_config(preset, width=8 if preset != "mlp28" else 16)
+    model = ganserve.model_io.Model(config, random_weights(config, seed=2), {})
+    _compare(_backend(name, options, model), model)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name,options", GPU, ids=["torch-cuda", "torch-cuda-compiled", "onnxruntime-cuda", "tensorrt"])
+def test_gpu_backends_match_numpy(name, options, tiny_model_dir):
+    model = load_model(tiny_model_dir)
+    _compare(_backend(name, options, model), model)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name,options", GPU_FP16, ids=["torch-cuda-fp16", "onnxruntime-cuda-fp16"])
+def test_gpu_fp16_backends_close_to_numpy(name, options, tiny_model_dir):
+    model = load_model(tiny_model_dir)
+    _compare(_backend(name, options, model), model, float_tol=3e-2, levels=8)
+
+
+def test_numpy_is_always_available():
+    assert "numpy" in available_backends()
+    assert set(available_backends()) <= set(list_backends())
+
+
+def test_auto_reports_the_backend_in_use(tiny_model_dir):
+    gen = Generator.load(tiny_model_dir)
+    assert gen.backend in available_backends()
+    assert gen.backend == available_backends()[0] or gen.backend in ("numpy", "onnxruntime", "torch")
+
+
+def test_unknown_backend_lists_the_available_ones(tiny_model_dir):
+    with pytest.raises(ValueError, match="unknown backend 'fast'.*numpy"):
+        Generator.load(tiny_model_dir, backend="fast")
+
+
+def test_numpy_rejects_cuda(tiny_model_dir):
+    with pytest.raises(ImportError, match="CPU only"):
+        Generator.load(tiny_model_dir, backend="numpy", device="cuda")
+
+
+def test_backend_options_need_a_backend_name(tiny_model_dir):
+    with pytest.raises(TypeError, match="explicit backend"):
+        Generator.load(tiny_model_dir, backend="auto", threads=1)

@@ -1,0 +1,102 @@
+"""`ganserve sample` and `ganserve info`, in-process and as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ganserve import Generator
+from ganserve.cli import main
+
+
+def run(capsys, *args):
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_sample_writes_pngs_and_a_grid(tmp_path, capsys, tiny_model_dir):
+    code, out, err = run(capsys, "sample", str(tiny_model_dir), "--n", "6", "--seed", "4", "--start", "10",
+                         "--out", str(tmp_path / "png"), "--grid", str(tmp_path / "grid.png"), "--backend", "numpy")
+    assert code == 0, err
+    files = sorted(p.name for p in (tmp_path / "png").iterdir())
+    assert files == [f"{i:08d}.png" for i in range(10, 16)]
+    expected = Generator.load(tiny_model_dir, backend="numpy").sample(6, seed=4, start=10)
+    first = np.asarray(Image.open(tmp_path / "png" / "00000010.png"))
+    np.testing.assert_array_equal(first, expected[0, ..., 0])
+    grid = Image.open(tmp_path / "grid.png")
+    assert grid.size == (3 * 30 + 2, 2 * 30 + 2)  # 3 per row, 2 px padding
+    assert "wrote 6 images" in out
+
+
+def test_sample_defaults_to_the_shipped_model_and_samples_png(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "sample", "--n", "4", "--backend", "numpy")
+    assert code == 0, err
+    assert Image.open(tmp_path / "samples.png").size == (2 * 30 + 2, 2 * 30 + 2)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--n", "0"], "n must be in"),
+    (["--seed", "-2"], "seed must be in"),
+    (["--grid", "out.txt"], "cannot write images with extension '.txt'"),
+    (["--backend", "warp"], "unknown backend 'warp'"),
+    (["/no/such/model"], "no model directory at '/no/such/model'"),
+    (["--truncation", "-1"], "truncation must be a positive"),
+])
+def test_sample_user_errors_are_one_line(tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "sample", *args)
+    assert code == 1
+    assert err.startswith("error: ") and message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_bad_model_is_one_line(tmp_path, capsys, model_copy):
+    (model_copy / "config.json").write_text("{")
+    code, _, err = run(capsys, "info", str(model_copy))
+    assert code == 1 and "config.json: not valid JSON" in err and len(err.strip().splitlines()) == 1
+
+
+def test_usage_error_exit_code(capsys):
+    code, _, err = run(capsys, "sample", "--n", "many")
+    assert code == 2 and "Invalid value" in err
+
+
+def test_info(capsys, tiny_model_dir):
+    code, out, _ = run(capsys, "info", str(tiny_model_dir), "--json")
+    assert code == 0
+    facts = json.loads(out)
+    assert facts["preset"] == "dcgan28" and facts["latent_dim"] == 16
+    assert "numpy" in facts["available_backends"]
+    code, out, _ = run(capsys, "info", str(tiny_model_dir))
+    assert code == 0 and "conv_transpose2d" in out
+
+
+def test_version(capsys):
+    code, out, _ = run(capsys, "--version")
+    assert code == 0 and out.startswith("ganserve ")
+
+
+def test_subprocess_sample_and_error(tmp_path):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    ok = subprocess.run([sys.executable, "-m", "ganserve", "sample", "--n", "3", "--grid", str(tmp_path / "g.png"),
+                         "--backend", "numpy"], capture_output=True, text=True, env=env, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "g.png").is_file()
+    bad = subprocess.run([sys.executable, "-m", "ganserve", "sample", "--n", "-1"], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert bad.returncode == 1
+    assert bad.stderr.strip() == "error: n must be in [1, 18446744073709551615], got -1"
+
+
+def test_import_stays_light():
+    code = "import sys, ganserve; print(sorted(m for m in ('torch', 'onnx', 'onnxruntime', 'tensorrt', 'typer') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "[]"

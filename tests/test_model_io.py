@@ -1,0 +1,147 @@
+"""The model format: a directory of config.json and generator.safetensors, validated on load."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+import ganserve
+from ganserve.errors import ModelFormatError
+from ganserve.model_io import CONFIG_NAME, FORMAT_VERSION, WEIGHTS_NAME, load_model, save_model
+
+
+def test_round_trip(tiny_model_dir, tiny_config):
+    model = load_model(tiny_model_dir)
+    assert model.config == tiny_config
+    assert model.metadata == {"purpose": "tests"}
+    assert set(model.weights) == set(tiny_config.param_shapes())
+    assert len(model.model_hash) == 64
+
+
+def test_config_json_is_sorted_indented_and_versioned(tiny_model_dir):
+    text = (tiny_model_dir / CONFIG_NAME).read_text()
+    data = json.loads(text)
+    assert data["format_version"] == FORMAT_VERSION
+    assert data["ganserve_version"] == ganserve.__version__
+    assert data["architecture"]["value_range"] == [-1.0, 1.0]
+    assert text == json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def test_model_hash_changes_with_the_weights(model_copy):
+    before = load_model(model_copy)
+    weights = dict(before.weights)
+    key = next(iter(weights))
+    weights[key] = weights[key] + 1
+    save_model(model_copy, before.config, weights)
+    assert load_model(model_copy).model_hash != before.model_hash
+
+
+def test_shipped_model_is_the_default():
+    assert "fashion-mnist" in ganserve.list_shipped_models()
+    model = load_model()
+    assert model.config.output_shape == (1, 28, 28)
+    assert model.metadata["training"]["data"] == "fashion-mnist"
+
+
+def test_missing_path():
+    with pytest.raises(FileNotFoundError, match="no model directory at 'nowhere'.*fashion-mnist"):
+        load_model("nowhere")
+
+
+def test_a_file_is_not_a_model(tmp_path):
+    f = tmp_path / "model.bin"
+    f.write_bytes(b"x")
+    with pytest.raises(ModelFormatError, match="must be a directory"):
+        load_model(f)
+
+
+def _corrupt_config(model_copy, mutate):
+    path = model_copy / CONFIG_NAME
+    data = json.loads(path.read_text())
+    mutate(data)
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda d: d.update(format_version=FORMAT_VERSION + 1), "newer ganserve"),
+    (lambda d: d.pop("format_version"), "format_version' is missing"),
+    (lambda d: d.update(extra=1), "unknown top-level key"),
+    (lambda d: d["architecture"]["layers"].append({"type": "swish"}), "unknown layer type 'swish'"),
+    (lambda d: d["architecture"]["layers"][1].update(out_channels=7), "invalid architecture"),
+    (lambda d: d.update(metadata=[]), "'metadata' must be a JSON object"),
+])
+def test_bad_config(model_copy, mutate, message):
+    _corrupt_config(model_copy, mutate)
+    with pytest.raises(ModelFormatError, match=message) as info:
+        load_model(model_copy)
+    assert "config.json" in str(info.value)
+
+
+def test_invalid_json(model_copy):
+    (model_copy / CONFIG_NAME).write_text("{not json")
+    with pytest.raises(ModelFormatError, match="config.json: not valid JSON"):
+        load_model(model_copy)
+
+
+def _rewrite_weights(model_copy, change):
+    model = load_model(model_copy)
+    weights = dict(model.weights)
+    change(weights)
+    save_file(weights, str(model_copy / WEIGHTS_NAME))
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda w: w.pop("layers.1.weight"), r"missing \['layers.1.weight'\]"),
+    (lambda w: w.update({"layers.99.weight": np.zeros(2, np.float32)}), r"unexpected \['layers.99.weight'\]"),
+    (lambda w: w.update({"layers.1.weight": np.zeros((2, 2), np.float32)}), "has shape"),
+    (lambda w: w.update({"layers.2.weight": np.full(w["layers.2.weight"].shape, np.nan, np.float32)}), "NaN"),
+    (lambda w: w.update({"layers.2.running_var": -w["layers.2.running_var"]}), "negative variances"),
+    (lambda w: w.update({"layers.2.bias": w["layers.2.bias"].astype(np.float64)}), "dtype float64"),
+])
+def test_bad_weights(model_copy, change, message):
+    _rewrite_weights(model_copy, change)
+    with pytest.raises(ModelFormatError, match=message) as info:
+        load_model(model_copy)
+    assert WEIGHTS_NAME in str(info.value)
+
+
+@pytest.mark.parametrize("content", [
+    b"",
+    b"\x00" * 7,
+    pickle.dumps({"layers.1.weight": [1.0, 2.0]}),
+    b"PK\x03\x04 a zip, as torch.save writes",
+])
+def test_not_safetensors(model_copy, content):
+    (model_copy / WEIGHTS_NAME).write_bytes(content)
+    with pytest.raises(ModelFormatError, match="not a valid safetensors file"):
+        load_model(model_copy)
+
+
+def test_truncated_safetensors(model_copy):
+    data = (model_copy / WEIGHTS_NAME).read_bytes()
+    (model_copy / WEIGHTS_NAME).write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFormatError, match="not a valid safetensors file"):
+        load_model(model_copy)
+
+
+def test_missing_weights_file(model_copy):
+    (model_copy / WEIGHTS_NAME).unlink()
+    with pytest.raises(ModelFormatError, match="generator.safetensors: missing"):
+        load_model(model_copy)
+
+
+def test_save_refuses_bad_weights_before_writing(tmp_path, tiny_config):
+    with pytest.raises(ModelFormatError, match="missing"):
+        save_model(tmp_path / "out", tiny_config, {})
+    assert not (tmp_path / "out").exists()
+
+
+def test_save_leaves_no_temporary_files(tmp_path, tiny_config):
+    from helpers import random_weights
+
+    save_model(tmp_path / "m", tiny_config, random_weights(tiny_config))
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [CONFIG_NAME, WEIGHTS_NAME]

@@ -1,0 +1,1 @@
+"""Training DCGAN-family generators with PyTorch: data, networks, the loop, checkpoints, metrics."""

@@ -1,0 +1,71 @@
+"""Training checkpoints: everything needed to resume exactly, written atomically.
+
+A checkpoint is a dict of tensors and plain Python values, saved with `torch.save` and read with
+``torch.load(weights_only=True)``, so loading one never executes code. ``RUN/last.pt`` is always a
+complete checkpoint (temp file + rename); ``RUN/checkpoints/step-XXXXXXXX.pt`` keep the last few,
+``RUN/best.pt`` the best by the quality metric (hard links: no extra space).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ganserve._files import atomic_path, temp_name
+
+FORMAT = "ganserve-train-checkpoint"
+VERSION = 1
+REQUIRED_KEYS = {"format", "version", "step", "config", "options", "G", "D", "EMA", "opt_G", "opt_D", "rng", "data"}
+
+
+class CheckpointError(ValueError):
+    """A file is not a usable ganserve training checkpoint."""
+
+
+def save_checkpoint(state: dict[str, Any], run: Path, keep: int = 3) -> Path:
+    """Write `state` to run/last.pt atomically, link it as checkpoints/step-N.pt, prune old ones."""
+    state = {"format": FORMAT, "version": VERSION, **state}
+    last = run / "last.pt"
+    with atomic_path(last) as tmp:
+        torch.save(state, tmp)
+    history = run / "checkpoints"
+    history.mkdir(exist_ok=True)
+    link(last, history / f"step-{state['step']:08d}.pt")
+    for old in sorted(history.glob("step-*.pt"))[:-keep] if keep > 0 else []:
+        old.unlink(missing_ok=True)
+    return last
+
+
+def link(src: Path, dst: Path) -> None:
+    """Make `dst` a hard link to `src` (a copy where links are impossible), replacing it atomically."""
+    tmp = temp_name(dst)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        import shutil
+
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by `save_checkpoint`, refusing anything else (no code executes)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: truncated, corrupt or not a checkpoint ({first})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a ganserve training checkpoint")
+    if state.get("version", 0) > VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {state['version']} is newer than this ganserve reads")
+    missing = sorted(REQUIRED_KEYS - set(state))
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint is missing {missing}")
+    return state

@@ -1,0 +1,221 @@
+"""Training data that needs no internet, as one float32 tensor (N, C, H, W) scaled to [-1, 1].
+
+Sources (`load_dataset(spec, ...)`):
+
+- ``fashion-mnist`` / ``fashion-mnist-test``: the IDX files of Debian's ``dataset-fashion-mnist``
+  (``/usr/share/datasets/fashion-mnist``, or ``$GANSERVE_FASHION_MNIST``);
+- a path to an IDX images file (``*-images-idx3-ubyte[.gz]``);
+- ``digits``: scikit-learn's 8x8 digits (1,797 images; for quick tests);
+- a folder of PNG/JPEG images (unreadable files are skipped and counted);
+- a CIFAR-10 python batch file or folder of them (read by a restricted unpickler that admits only
+  plain containers and NumPy arrays, never code);
+- an ``.npz`` file with an ``images`` (or the first) array, (N, H, W), (N, H, W, C) or (N, C, H, W).
+
+Images are resized (bilinear, antialiased) and converted (gray <-> RGB) to the preset's shape.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import pickle
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+FASHION_MNIST_DIR = Path(os.environ.get("GANSERVE_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif"}
+
+
+@dataclass
+class Dataset:
+    """uint8 images (N, H, W, C) and where they came from."""
+
+    images: np.ndarray
+    source: str
+    skipped: int = 0
+
+    def to_tensor(self, shape: tuple[int, int, int]):
+        """float32 torch tensor (N, C, H, W) in [-1, 1], converted to `shape` = (C, H, W)."""
+        return to_training_tensor(self.images, shape)
+
+
+def load_dataset(spec: str | os.PathLike, limit: int | None = None) -> Dataset:
+    """Load the images named by `spec` (see the module docstring). `limit` keeps the first N."""
+    spec = str(spec)
+    if spec in ("fashion-mnist", "fashion-mnist-train", "fashion-mnist-test"):
+        split = "t10k" if spec.endswith("test") else "train"
+        data = Dataset(read_idx(_fashion_file(f"{split}-images-idx3-ubyte.gz"))[..., None], spec)
+    elif spec == "digits":
+        data = _digits()
+    else:
+        data = _from_path(Path(spec))
+    if limit is not None:
+        data.images = data.images[:limit]
+    if len(data.images) == 0:
+        raise ValueError(f"{spec}: no images")
+    return data
+
+
+def _fashion_file(name: str) -> Path:
+    path = FASHION_MNIST_DIR / name
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"Fashion-MNIST not found at {path}: install it (apt-get install dataset-fashion-mnist), "
+            f"set GANSERVE_FASHION_MNIST to its folder, or pass the IDX file's path")
+    return path
+
+
+def fashion_mnist_labels(split: str = "train") -> np.ndarray:
+    prefix = "t10k" if split == "test" else "train"
+    return read_idx(_fashion_file(f"{prefix}-labels-idx1-ubyte.gz"))
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (optionally gzipped) as a uint8 array: (N, H, W) images or (N,) labels."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as e:
+        raise ValueError(f"{path}: cannot read IDX file ({e})") from None
+    if len(data) < 4 or data[:2] != b"\0\0" or data[2] != 0x08:
+        raise ValueError(f"{path}: not a uint8 IDX file")
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    dims = struct.unpack(f">{ndim}I", data[4:header])
+    if len(data) - header != int(np.prod(dims)):
+        raise ValueError(f"{path}: IDX header says {dims} but the file holds {len(data) - header} bytes")
+    return np.frombuffer(bytearray(data), dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _digits() -> Dataset:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as e:
+        raise ImportError("--data digits needs scikit-learn: pip install 'ganserve[train]'") from e
+    images = load_digits().images  # (1797, 8, 8) in 0..16
+    return Dataset(np.round(images * (255 / 16)).astype(np.uint8)[..., None], "digits")
+
+
+def _from_path(path: Path) -> Dataset:
+    if not path.exists():
+        raise FileNotFoundError(f"data not found: {path}")
+    if path.is_dir():
+        if any(path.glob("data_batch_*")) or any(path.glob("test_batch")):
+            return _cifar(sorted(path.glob("data_batch_*")) or [path / "test_batch"], str(path))
+        return _image_folder(path)
+    name = path.name
+    if "idx3-ubyte" in name:
+        return Dataset(read_idx(path)[..., None], str(path))
+    if path.suffix == ".npz":
+        return _npz(path)
+    if name.startswith(("data_batch", "test_batch")):
+        return _cifar([path], str(path))
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return _image_folder(path.parent, [path])
+    raise ValueError(f"{path}: unknown data format; expected an image folder, IDX, .npz or CIFAR-10 batch")
+
+
+def _image_folder(folder: Path, files: list[Path] | None = None) -> Dataset:
+    from PIL import Image, UnidentifiedImageError
+
+    files = files or sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"{folder}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    images, skipped, size, mode = [], 0, None, None
+    for file in files:
+        try:
+            with Image.open(file) as im:
+                im.load()
+                mode = mode or ("L" if im.mode in ("1", "L", "I;16", "I") else "RGB")
+                im = im.convert(mode)
+                size = size or im.size
+                if im.size != size:
+                    im = im.resize(size, Image.BILINEAR)
+                images.append(np.asarray(im, dtype=np.uint8).reshape(size[1], size[0], -1))
+        except (UnidentifiedImageError, OSError, ValueError):
+            skipped += 1
+    if not images:
+        raise ValueError(f"{folder}: none of the {len(files)} image files could be read")
+    return Dataset(np.stack(images), str(folder), skipped)
+
+
+def _npz(path: Path) -> Dataset:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            key = "images" if "images" in data.files else data.files[0]
+            arr = data[key]
+    except (ValueError, OSError) as e:
+        raise ValueError(f"{path}: cannot read .npz ({e})") from None
+    if arr.ndim == 3:
+        arr = arr[..., None]
+    if arr.ndim != 4:
+        raise ValueError(f"{path}: array {key!r} has shape {arr.shape}; expected (N, H, W[, C])")
+    if arr.shape[1] in (1, 3) and arr.shape[-1] not in (1, 3):
+        arr = arr.transpose(0, 2, 3, 1)
+    if arr.dtype != np.uint8:
+        arr = np.asarray(arr, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        # floats in [-1, 1] or [0, 1] are rescaled; anything else is clipped to 0..255
+        scale = 127.5 if lo < 0 else (255.0 if hi <= 1.0 else 1.0)
+        arr = np.clip(np.round((arr + (1.0 if lo < 0 else 0.0)) * scale), 0, 255).astype(np.uint8)
+    return Dataset(arr, str(path))
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    """Admits plain containers and NumPy arrays only: a file naming any other global is refused."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"), ("_codecs", "encode"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only arrays and plain data are allowed")
+
+
+def safe_unpickle(data: bytes):
+    """Unpickle `data` admitting only plain containers and NumPy arrays (CIFAR-10 batches)."""
+    return _SafeUnpickler(io.BytesIO(data), encoding="bytes").load()
+
+
+def _cifar(files: list[Path], source: str) -> Dataset:
+    batches = []
+    for file in files:
+        try:
+            batch = safe_unpickle(file.read_bytes())
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as e:
+            raise ValueError(f"{file}: not a CIFAR-10 python batch ({e})") from None
+        data = batch.get(b"data", batch.get("data")) if isinstance(batch, dict) else None
+        if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != 3072:
+            raise ValueError(f"{file}: not a CIFAR-10 python batch (no (N, 3072) 'data' array)")
+        batches.append(data.astype(np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+    return Dataset(np.concatenate(batches), source)
+
+
+def to_training_tensor(images: np.ndarray, shape: tuple[int, int, int]):
+    """uint8 (N, H, W, C) -> float32 torch tensor (N, C, H, W) in [-1, 1] with `shape` = (C, H, W)."""
+    import torch
+    import torch.nn.functional as F
+
+    c, h, w = shape
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+    if x.shape[1] != c:
+        if c == 1:  # RGB -> luminance (ITU-R 601, as Pillow's "L")
+            x = (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        else:
+            x = x.expand(-1, 3, -1, -1)
+    if x.shape[2:] != (h, w):
+        out = torch.empty(x.shape[0], c, h, w)
+        for i in range(0, len(x), 4096):  # bounded memory for big datasets
+            out[i:i + 4096] = F.interpolate(x[i:i + 4096], size=(h, w), mode="bilinear", antialias=True,
+                                            align_corners=False)
+        x = out.clamp_(-1, 1)
+    return x.contiguous()

@@ -1,0 +1,84 @@
+"""Sampling a torch generator for evaluation, and the evaluator for a training run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ganserve.config import GeneratorConfig
+from ganserve.images import make_grid, save_image, to_uint8
+from ganserve.latents import make_latents
+
+from .metrics import Evaluator
+
+REFERENCE_IMAGES = 10_000
+
+
+@torch.no_grad()
+def sample_images(net: nn.Module, n: int, seed: int, train_mode: bool = False, batch_size: int = 500
+                  ) -> np.ndarray:
+    """uint8 (n, H, W, C) from a torch generator, latents as `Generator.sample` draws them.
+
+    train_mode=True samples as the seed scripts do: batch-norm layers use each batch's statistics.
+    """
+    device = next(net.parameters()).device
+    latent_dim = net.config.latent_dim
+    z = torch.from_numpy(make_latents(n, latent_dim, seed=seed))
+    was_training = net.training
+    net.train(train_mode)
+    out = []
+    for i in range(0, n, batch_size):
+        out.append(to_uint8(net(z[i:i + batch_size].to(device)).float().cpu().numpy(),
+                            net.config.value_range))
+    net.train(was_training)
+    return np.concatenate(out)
+
+
+def evaluator_for(images: torch.Tensor, config: GeneratorConfig) -> Evaluator:
+    """An evaluator whose reference is (a fixed subset of) the training images at model resolution."""
+    gen = torch.Generator().manual_seed(0)
+    idx = torch.randperm(len(images), generator=gen)[:REFERENCE_IMAGES]
+    real = to_uint8(images[idx.to(images.device)].float().cpu().numpy(), config.value_range)
+    return Evaluator(real)
+
+
+def save_grid(net: nn.Module, path: Path, n: int = 64, seed: int = 0) -> Path:
+    return save_image(make_grid(sample_images(net, n, seed=seed)), path)
+
+
+def reference_images(data: str, shape: tuple[int, int, int], n: int = REFERENCE_IMAGES) -> np.ndarray:
+    """uint8 (n, H, W, C) real images at a model's resolution: a fixed random subset of `data`."""
+    from .data import load_dataset
+
+    images = load_dataset(data).to_tensor(shape)
+    gen = torch.Generator().manual_seed(0)
+    idx = torch.randperm(len(images), generator=gen)[:n]
+    return to_uint8(images[idx].numpy())
+
+
+def evaluate_model(model: str | Path | None, data: str = "fashion-mnist", samples: int = 10_000, seed: int = 0,
+                   backend: str = "auto", truncation: float | None = None) -> dict:
+    """FD and CS of a model directory's samples (eval mode, as `Generator.sample` gives them)."""
+    from ganserve.generator import Generator
+
+    gen = Generator.load(model, backend=backend)
+    real = reference_images(data, gen.config.output_shape)
+    scores = Evaluator(real).score(gen.sample(samples, seed=seed, truncation=truncation))
+    return {**scores, "samples": samples, "reference": f"{len(real)} images of {data}", "backend": gen.backend}
+
+
+def calibration(data: str = "fashion-mnist", n: int = REFERENCE_IMAGES) -> dict[str, dict]:
+    """The metric on real images: train vs test (the floor), and test blurred by sigma 0.5 and 1 px."""
+    from .data import load_dataset
+    from .metrics import gaussian_blur
+
+    evaluator = Evaluator(reference_images(data, (1, 28, 28), n))
+    test = load_dataset(f"{data}-test").images[:n]
+    return {
+        "real test images (floor)": evaluator.score(test),
+        "test blurred, sigma 0.5 px": evaluator.score(gaussian_blur(test, 0.5)),
+        "test blurred, sigma 1.0 px": evaluator.score(gaussian_blur(test, 1.0)),
+    }

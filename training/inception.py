@@ -1,0 +1,58 @@
+"""The standard Inception FID, through torch-fidelity's InceptionV3, from local weights only.
+
+torch-fidelity reads a weights path with ``torch.load(weights_only=False)``, which could run code
+from an untrusted file. So the user's file is first read here with ``weights_only=True`` (tensors
+only), and torch-fidelity is handed a copy that ganserve itself wrote.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .metrics import Stats, frechet_distance
+
+
+def load_inception(weights: str | Path):
+    """torch-fidelity's FID InceptionV3 (2048-d pool features) with the weights in `weights`."""
+    try:
+        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+    except ImportError as e:
+        raise ImportError(f"Inception FID needs torch-fidelity (and torchvision): pip install torch-fidelity ({e})") from e
+    path = Path(weights)
+    if not path.is_file():
+        raise FileNotFoundError(f"Inception weights not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001  (any failure means: not a plain tensor file)
+        raise ValueError(f"{path}: not a PyTorch state dict of plain tensors ({str(e).splitlines()[0]})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path}: expected a state dict of tensors")
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "inception.pt"
+        torch.save({k: v.clone() for k, v in state.items()}, copy)
+        try:
+            return FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(copy))
+        except RuntimeError as e:  # load_state_dict: missing or unexpected keys, wrong shapes
+            raise ValueError(f"{path}: not torch-fidelity's InceptionV3 weights ({str(e).splitlines()[0]})") from None
+
+
+@torch.no_grad()
+def inception_features(net, images: np.ndarray, batch_size: int = 50) -> np.ndarray:
+    """2048-d features of uint8 (N, H, W, C) images (gray repeated to RGB)."""
+    out = []
+    for i in range(0, len(images), batch_size):
+        x = torch.from_numpy(np.ascontiguousarray(images[i:i + batch_size])).permute(0, 3, 1, 2)
+        if x.shape[1] == 1:
+            x = x.repeat(1, 3, 1, 1)
+        out.append(net(x)[0].double().numpy())
+    return np.concatenate(out)
+
+
+def inception_fid(generated: np.ndarray, reference: np.ndarray, weights: str | Path) -> float:
+    """FID between two sets of uint8 (N, H, W, C) images with the Inception weights in `weights`."""
+    net = load_inception(weights)
+    return frechet_distance(Stats.of(inception_features(net, generated)), Stats.of(inception_features(net, reference)))

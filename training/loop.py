@@ -1,0 +1,377 @@
+"""The DCGAN training loop: exact resume, EMA, evaluation, multi-process (torchrun) runs.
+
+One step, with D(fake) computed once and used for both losses (as in PyTorch-GAN's loop, where the
+G step and the D step see the same discriminator and the same fake batch):
+
+    fake = G(z);  d_real = D(real);  d_fake = D(fake)
+    loss_G = BCE(d_fake, 1)                         -> gradients for G only
+    loss_D = BCE(d_real, 1 - smoothing) + BCE(d_fake, 0)  -> gradients for D only
+    Adam steps; EMA of G's weights.
+
+Everything random comes from three places that a checkpoint saves: a latent generator, the global
+torch RNG (dropout) and the data order, which is a function of (seed, epoch) and the position in
+it. So a run stopped at any checkpoint and resumed ends bit-identical to an uninterrupted one (on
+the CPU, with the same number of threads).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ganserve import __version__
+from ganserve._files import write_json
+from ganserve.config import GeneratorConfig
+from ganserve.presets import create_config
+from ganserve.torch_model import build_generator, export_weights
+
+from . import distributed
+from .checkpoint import link, load_checkpoint, save_checkpoint
+from .data import load_dataset
+from .networks import build_discriminator, dcgan_init, recalibrate_batch_norm
+from .options import TrainOptions
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or Inf; the last checkpoint on disk is the last good state."""
+
+
+class Trainer:
+    """A training run. With `resume`, `opts` gives the run-control fields (out, steps, ...); the rest
+    come from the checkpoint, and `explicit` options (default: all of `opts`) must agree with it."""
+
+    def __init__(self, opts: TrainOptions, resume: bool = False, log: Callable[[str], None] = print,
+                 explicit: dict[str, Any] | None = None) -> None:
+        self.run = Path(opts.out)
+        saved = self._checkpoint_to_resume(resume)
+        if saved is not None:
+            given = opts.to_dict() if explicit is None else explicit
+            given.update({k: getattr(opts, k) for k in TrainOptions.RUN_CONTROL})
+            opts = TrainOptions.resumed(saved["options"], given)
+        self.dist = distributed.setup(opts.device)
+        self.log = log if self.dist.main else (lambda *_: None)
+        self.opts = opts
+        device = self.dist.device
+        self.cuda = device.type == "cuda"
+        self.amp = opts.amp if opts.amp is not None else self.cuda
+        # channels-last measured faster for these convs on the CPU as well (bench/bench_training.py)
+        self.channels_last = opts.channels_last if opts.channels_last is not None else True
+        torch.manual_seed(opts.seed * 1000 + self.dist.rank)
+
+        data = load_dataset(opts.data, limit=opts.data_limit)
+        channels = opts.channels or data.images.shape[-1]
+        self.config = create_config(opts.preset, channels=channels, latent_dim=opts.latent_dim, width=opts.width)
+        if saved is not None and GeneratorConfig.from_dict(saved["config"]) != self.config:
+            raise ValueError(f"--resume: {self.run / 'last.pt'} holds a different architecture than "
+                             f"--preset {opts.preset} builds")
+        self.images = data.to_tensor(self.config.output_shape)
+        if len(self.images) < opts.batch_size * self.dist.world:
+            raise ValueError(f"{opts.data}: {len(self.images)} images, fewer than one batch "
+                             f"({opts.batch_size} x {self.dist.world} processes)")
+        self.images = self.images.to(device)
+        self.data_source, self.skipped = data.source, data.skipped
+        self._build_models()
+        self.step, self.epoch, self.position = 0, 0, 0
+        self.noise = torch.Generator(device).manual_seed(opts.seed * 1000 + 17 + self.dist.rank)
+        self.history: list[dict[str, Any]] = []
+        self.best_fd = math.inf
+        self.elapsed = 0.0
+        if saved is not None:
+            self._restore(saved)
+        elif self.dist.main:
+            self.run.mkdir(parents=True, exist_ok=True)
+            (self.run / "metrics.jsonl").write_text("")
+        self._evaluator = None
+
+    # --- setup
+
+    def _checkpoint_to_resume(self, resume: bool) -> dict[str, Any] | None:
+        last = self.run / "last.pt"
+        if resume:
+            if not last.is_file():
+                raise FileNotFoundError(f"--resume: no checkpoint at {last}")
+            return load_checkpoint(last)
+        if last.exists():
+            raise FileExistsError(f"{self.run} already holds a run ({last}); pass --resume to continue it "
+                                  f"or choose another --out")
+        return None
+
+    def _build_models(self) -> None:
+        opts, device = self.opts, self.dist.device
+        G, D = build_generator(self.config), build_discriminator(self.config)
+        dcgan_init(G)
+        dcgan_init(D)
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        self.G, self.D = G.to(device, memory_format=fmt), D.to(device, memory_format=fmt)
+        self.ema = copy.deepcopy(self.G).requires_grad_(False) if opts.ema_decay > 0 else None
+        if self.dist.enabled:
+            ids = [device.index] if self.cuda else None
+            self.G_train = nn.parallel.DistributedDataParallel(self.G, device_ids=ids)
+            self.D_train = nn.parallel.DistributedDataParallel(self.D, device_ids=ids)
+        else:
+            self.G_train, self.D_train = self.G, self.D
+        adam = dict(betas=(opts.beta1, opts.beta2), fused=True)
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=opts.lr_g, **adam)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=opts.lr_d, **adam)
+
+    # --- state
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "config": self.config.to_dict(),
+            "options": self.opts.to_dict(),
+            "G": self.G.state_dict(),
+            "D": self.D.state_dict(),
+            "EMA": (self.ema or self.G).state_dict(),
+            "opt_G": self.opt_G.state_dict(),
+            "opt_D": self.opt_D.state_dict(),
+            "rng": distributed.gather_states(self.dist, self._rng_state()),
+            "data": {"epoch": self.epoch, "position": self.position},
+            "history": self.history,
+            "best_fd": self.best_fd,
+            "elapsed_s": self.elapsed,
+            "world": self.dist.world,
+            "ganserve_version": __version__,
+        }
+
+    def _rng_state(self) -> dict[str, torch.Tensor]:
+        state = {"torch": torch.get_rng_state(), "noise": self.noise.get_state().cpu()}
+        if self.cuda:
+            state["cuda"] = torch.cuda.get_rng_state(self.dist.device)
+        return state
+
+    def _restore(self, s: dict[str, Any]) -> None:
+        if s.get("world", 1) != self.dist.world:
+            raise ValueError(f"--resume: the checkpoint was written by {s['world']} process(es), "
+                             f"this run has {self.dist.world}")
+        self.G.load_state_dict(s["G"])
+        self.D.load_state_dict(s["D"])
+        if self.ema is not None:
+            self.ema.load_state_dict(s["EMA"])
+        self.opt_G.load_state_dict(s["opt_G"])
+        self.opt_D.load_state_dict(s["opt_D"])
+        rng = s["rng"][self.dist.rank]  # one entry per process
+        torch.set_rng_state(rng["torch"])
+        self.noise.set_state(rng["noise"])
+        if self.cuda and "cuda" in rng:
+            torch.cuda.set_rng_state(rng["cuda"], self.dist.device)
+        self.step, self.epoch, self.position = s["step"], s["data"]["epoch"], s["data"]["position"]
+        self.history, self.best_fd, self.elapsed = list(s["history"]), s["best_fd"], s["elapsed_s"]
+        if self.dist.main:  # the log continues from the checkpoint: drop rows written after it
+            rows = [json.dumps(r, sort_keys=True) for r in self.history]
+            (self.run / "metrics.jsonl").write_text("".join(r + "\n" for r in rows))
+
+    # --- data
+
+    def _order(self, epoch: int) -> torch.Tensor:
+        """This rank's share of epoch `epoch`'s permutation (like DistributedSampler)."""
+        gen = torch.Generator().manual_seed(self.opts.seed * 1_000_003 + epoch)
+        perm = torch.randperm(len(self.images), generator=gen)
+        return perm[self.dist.rank::self.dist.world].to(self.images.device)
+
+    def _next_batch(self) -> torch.Tensor:
+        bs = self.opts.batch_size
+        if self._epoch_order is None or self._epoch_order[0] != self.epoch:
+            self._epoch_order = (self.epoch, self._order(self.epoch))
+        order = self._epoch_order[1]
+        if self.position + bs > len(order):  # drop the ragged end, as drop_last does
+            self.epoch, self.position = self.epoch + 1, 0
+            return self._next_batch()
+        batch = self.images[order[self.position:self.position + bs]]
+        self.position += bs
+        return batch.contiguous(memory_format=torch.channels_last) if self.channels_last else batch
+
+    _epoch_order: tuple[int, torch.Tensor] | None = None
+
+    # --- one step
+
+    def train_step(self, real: torch.Tensor) -> torch.Tensor:
+        """One G and one D update; returns detached [loss_D, loss_G, D(real), D(fake)] means."""
+        opts, bs = self.opts, real.shape[0]
+        z = torch.randn(bs, self.config.latent_dim, generator=self.noise, device=real.device)
+        with torch.autocast(real.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            fake = self.G_train(z)
+            d_real = self.D_train(real).float()
+            d_fake = self.D_train(fake).float()
+        ones = torch.ones_like(d_fake)
+        loss_g = F.binary_cross_entropy_with_logits(d_fake, ones)
+        loss_d = (F.binary_cross_entropy_with_logits(d_real, ones * (1 - opts.label_smoothing))
+                  + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
+        self.opt_G.zero_grad(set_to_none=True)
+        self.opt_D.zero_grad(set_to_none=True)
+        loss_g.backward(inputs=list(self.G.parameters()), retain_graph=True)
+        loss_d.backward(inputs=list(self.D.parameters()))
+        self.opt_G.step()
+        self.opt_D.step()
+        if self.ema is not None:
+            decay = min(opts.ema_decay, (1 + self.step) / (10 + self.step))
+            with torch.no_grad():
+                torch._foreach_lerp_(list(self.ema.parameters()), list(self.G.parameters()), 1 - decay)
+                for e, b in zip(self.ema.buffers(), self.G.buffers()):
+                    e.copy_(b)
+        return torch.stack([loss_d, loss_g, torch.sigmoid(d_real).mean(), torch.sigmoid(d_fake).mean()]).detach()
+
+    # --- the run
+
+    def fit(self) -> Path:
+        opts = self.opts
+        if self.step >= opts.steps:
+            self.log(f"{self.run}: already at step {self.step} of {opts.steps}")
+            return self.finish()
+        self.log(f"training {opts.preset} ({self.config.num_params():,} parameters) on {self.data_source} "
+                 f"({len(self.images)} images{f', {self.skipped} unreadable skipped' if self.skipped else ''}) "
+                 f"for {opts.steps} steps of {opts.batch_size}"
+                 f"{f' x {self.dist.world} processes' if self.dist.enabled else ''} on {self.dist.device}")
+        bar = _progress(opts.steps, self.step) if self.dist.main else None
+        sums, count, tick = torch.zeros(4, device=self.dist.device), 0, time.perf_counter()
+        while self.step < opts.steps:
+            sums += self.train_step(self._next_batch())
+            count += 1
+            self.step += 1
+            if self.step % opts.log_every == 0 or self.step == opts.steps:
+                now = time.perf_counter()
+                self.elapsed += now - tick
+                means = distributed.mean_across(self.dist, sums / count)
+                row = self._log_row(means, count * opts.batch_size * self.dist.world / (now - tick))
+                sums, count = torch.zeros_like(sums), 0
+                if bar is not None:
+                    bar.update(self.step - bar.n)
+                    bar.set_postfix(loss_d=f"{row['loss_d']:.3f}", loss_g=f"{row['loss_g']:.3f}",
+                                    img_s=f"{row['images_per_s']:.0f}")
+                if self.step % opts.eval_every == 0 or self.step == opts.steps:
+                    devices = [self.dist.device] if self.cuda else []
+                    with torch.random.fork_rng(devices=devices):  # evaluation never moves training's RNG
+                        self.evaluate(row)
+                self._append(row)
+                if self.step % opts.checkpoint_every == 0 or self.step == opts.steps or row.get("best"):
+                    self.save(best=row.get("best", False))
+                tick = time.perf_counter()
+        if bar is not None:
+            bar.close()
+        return self.finish()
+
+    def _log_row(self, means: torch.Tensor, rate: float) -> dict[str, Any]:
+        values = means.tolist()  # the only host sync, once per log interval
+        if not all(math.isfinite(v) for v in values):
+            raise TrainingDiverged(
+                f"loss became NaN/Inf by step {self.step}; the last good checkpoint is "
+                f"{self.run / 'last.pt'} (try a lower learning rate or --label-smoothing)")
+        keys = ("loss_d", "loss_g", "d_real", "d_fake")
+        return {"step": self.step, **dict(zip(keys, values)), "images_per_s": rate}
+
+    def _append(self, row: dict[str, Any]) -> None:
+        self.history.append(row)
+        if self.dist.main:
+            with open(self.run / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(row, sort_keys=True) + "\n")
+
+    def save(self, best: bool = False) -> None:
+        state = self.state()  # every rank: the RNG states are gathered
+        if self.dist.main:
+            last = save_checkpoint(state, self.run, keep=self.opts.keep)
+            if best:
+                link(last, self.run / "best.pt")
+        distributed.barrier(self.dist)
+
+    # --- evaluation and export
+
+    def inference_generator(self) -> nn.Module:
+        """The generator users get: the EMA weights with BN statistics recomputed, in eval mode."""
+        net = copy.deepcopy(self.ema or self.G).float().to(memory_format=torch.contiguous_format)
+        gen = torch.Generator(self.dist.device).manual_seed(self.opts.seed + 99)
+        with torch.autocast(self.dist.device.type, enabled=False):
+            return recalibrate_batch_norm(net, self.config.latent_dim, self.opts.recalibration_batches,
+                                          self.opts.batch_size, gen, self.dist.device)
+
+    def evaluate(self, row: dict[str, Any]) -> None:
+        """FD/CS of eval-mode samples (as users get them) and of train-mode samples; grid PNG; best.pt."""
+        if not self.dist.main:
+            return
+        from .evaluate import evaluator_for, sample_images, save_grid
+
+        evaluator = self._evaluator = self._evaluator or evaluator_for(self.images, self.config)
+        net = self.inference_generator()
+        n = self.opts.eval_samples
+        eval_mode = evaluator.score(sample_images(net, n, seed=12345, train_mode=False))
+        train_mode = evaluator.score(sample_images(net, n, seed=12345, train_mode=True,
+                                                   batch_size=self.opts.batch_size))
+        row.update(fd=eval_mode["fd"], cs=eval_mode["cs"], fd_train_mode=train_mode["fd"],
+                   cs_train_mode=train_mode["cs"])
+        samples = self.run / "samples"
+        samples.mkdir(exist_ok=True)
+        save_grid(net, samples / f"step-{self.step:08d}.png")
+        self.log(f"step {self.step}: FD {eval_mode['fd']:.2f} (train-mode BN {train_mode['fd']:.2f}), "
+                 f"CS {eval_mode['cs']:.2f}")
+        if eval_mode["fd"] < self.best_fd:
+            self.best_fd = eval_mode["fd"]
+            row["best"] = True
+
+    def finish(self) -> Path:
+        """Export the model directory (RUN/model), draw the curves."""
+        for net in (self.G, self.D, self.ema):  # batch-norm statistics of every replica: rank 0's
+            if net is not None:
+                distributed.broadcast_buffers(self.dist, net)
+        if self.dist.main:
+            self.export(self.run / "model")
+            from .plots import plot_curves
+
+            plot_curves(self.history, self.run / "curves.png")
+        distributed.barrier(self.dist)
+        distributed.teardown(self.dist)
+        return self.run / "model"
+
+    def export(self, out: Path) -> Path:
+        from ganserve.model_io import save_model
+
+        net = self.inference_generator()
+        last_eval = next((r for r in reversed(self.history) if "fd" in r), {})
+        metadata = {
+            "training": {
+                "preset": self.opts.preset, "data": self.data_source, "images": len(self.images),
+                "steps": self.step, "batch_size": self.opts.batch_size, "processes": self.dist.world,
+                "images_seen": self.step * self.opts.batch_size * self.dist.world, "seed": self.opts.seed,
+                "options": self.opts.to_dict(), "wall_time_s": round(self.elapsed, 1),
+                "hardware": _hardware(self.dist.device), "command": _command_line(),
+                "weights": "ema" if self.ema is not None else "raw",
+                "batch_norm": f"recomputed from {self.opts.recalibration_batches} batches of fresh latents",
+            },
+            "metric": {k: last_eval[k] for k in ("step", "fd", "cs", "fd_train_mode", "cs_train_mode")
+                       if k in last_eval},
+            "ganserve_version": __version__,
+        }
+        return save_model(out, self.config, export_weights(net), metadata)
+
+
+def _progress(total: int, initial: int):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc="train", unit="step", file=sys.stderr, mininterval=1.0,
+                dynamic_ncols=True)
+
+
+def _hardware(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
+    return f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}"
+
+
+def _command_line() -> str:
+    program = Path(sys.argv[0]).name
+    return " ".join(["ganserve" if program in ("ganserve", "__main__.py") else sys.argv[0], *sys.argv[1:]])
+
+
+def train(opts: TrainOptions, resume: bool = False, log: Callable[[str], None] = print,
+          explicit: dict[str, Any] | None = None) -> Path:
+    """Run (or resume) a training run; returns the exported model directory."""
+    return Trainer(opts, resume=resume, log=log, explicit=explicit).fit()

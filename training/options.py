@@ -1,0 +1,74 @@
+"""Training options: one dataclass, stored in every checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+
+@dataclasses.dataclass
+class TrainOptions:
+    """Everything a training run is made from (the DCGAN paper's recipe by default)."""
+
+    preset: str = "dcgan28"
+    data: str = "fashion-mnist"
+    out: str = "runs/train"
+    steps: int = 10_000
+    batch_size: int = 64  # per process
+    seed: int = 0
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    ema_decay: float = 0.999  # 0 disables the EMA generator
+    label_smoothing: float = 0.0  # one-sided: real targets are 1 - label_smoothing
+    channels: int | None = None  # default: the data's (1 for gray, 3 for RGB)
+    latent_dim: int | None = None  # default: the preset's
+    width: int | None = None  # default: the preset's
+    data_limit: int | None = None  # use the first N images only
+    checkpoint_every: int = 1000
+    eval_every: int = 1000
+    eval_samples: int = 5000
+    keep: int = 3  # older checkpoints kept besides last.pt and best.pt
+    log_every: int = 50
+    device: str = "auto"
+    amp: bool | None = None  # bf16 autocast; default: on for CUDA
+    channels_last: bool | None = None  # default: on
+    recalibration_batches: int = 50  # BN statistics recomputed from this many fresh batches
+
+    # What may change when a run is resumed; everything else must match the checkpoint.
+    RUN_CONTROL = ("out", "steps", "checkpoint_every", "eval_every", "eval_samples", "keep", "log_every")
+
+    def __post_init__(self) -> None:
+        positive = ["steps", "batch_size", "checkpoint_every", "eval_every", "eval_samples", "log_every",
+                    "recalibration_batches"]
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        for name in ("lr_g", "lr_d"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if not (0 <= self.ema_decay < 1):
+            raise ValueError(f"--ema-decay must be in [0, 1), got {self.ema_decay}")
+        if not (0 <= self.label_smoothing < 0.5):
+            raise ValueError(f"--label-smoothing must be in [0, 0.5), got {self.label_smoothing}")
+        if self.seed < 0 or self.keep < 0:
+            raise ValueError("--seed and --keep must be >= 0")
+        if self.data_limit is not None and self.data_limit <= 0:
+            raise ValueError(f"--data-limit must be positive, got {self.data_limit}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def resumed(cls, saved: dict[str, Any], given: dict[str, Any]) -> "TrainOptions":
+        """The saved options with the run-control fields of `given`; other differences are refused."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        merged = {k: v for k, v in saved.items() if k in known}
+        for key, value in given.items():
+            if key in cls.RUN_CONTROL:
+                merged[key] = value
+            elif value is not None and merged.get(key) != value:
+                raise ValueError(f"--resume: the checkpoint was trained with {key}={merged.get(key)!r}, "
+                                 f"not {value!r}; a resumed run keeps its settings")
+        return cls(**merged)
