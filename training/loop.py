@@ -30,7 +30,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganserve import __version__
-from ganserve._files import write_json
 from ganserve.config import GeneratorConfig
 from ganserve.presets import create_config
 from ganserve.torch_model import build_generator, export_weights
@@ -100,6 +99,8 @@ class Trainer:
         if resume:
             if not last.is_file():
                 raise FileNotFoundError(f"--resume: no checkpoint at {last}")
+            for stale in [*self.run.glob(".*.tmp"), *self.run.glob("checkpoints/.*.tmp")]:
+                stale.unlink()  # a save cut short by a kill: last.pt itself is always whole
             return load_checkpoint(last)
         if last.exists():
             raise FileExistsError(f"{self.run} already holds a run ({last}); pass --resume to continue it "
@@ -288,11 +289,7 @@ class Trainer:
 
     def inference_generator(self) -> nn.Module:
         """The generator users get: the EMA weights with BN statistics recomputed, in eval mode."""
-        net = copy.deepcopy(self.ema or self.G).float().to(memory_format=torch.contiguous_format)
-        gen = torch.Generator(self.dist.device).manual_seed(self.opts.seed + 99)
-        with torch.autocast(self.dist.device.type, enabled=False):
-            return recalibrate_batch_norm(net, self.config.latent_dim, self.opts.recalibration_batches,
-                                          self.opts.batch_size, gen, self.dist.device)
+        return inference_generator(self.ema or self.G, self.opts, self.dist.device)
 
     def evaluate(self, row: dict[str, Any]) -> None:
         """FD/CS of eval-mode samples (as users get them) and of train-mode samples; grid PNG; best.pt."""
@@ -351,6 +348,19 @@ class Trainer:
             "ganserve_version": __version__,
         }
         return save_model(out, self.config, export_weights(net), metadata)
+
+
+def inference_generator(net: nn.Module, opts: TrainOptions, device: torch.device) -> nn.Module:
+    """A float32 eval-mode copy of `net` with batch-norm statistics recomputed from fresh latents.
+
+    Deterministic for a given run: the latents come from a generator seeded by the run's seed, so
+    `ganserve export` of a checkpoint gives the weights that the run itself exported.
+    """
+    net = copy.deepcopy(net).float().to(device, memory_format=torch.contiguous_format)
+    gen = torch.Generator(device).manual_seed(opts.seed + 99)
+    with torch.autocast(device.type, enabled=False):
+        return recalibrate_batch_norm(net, net.config.latent_dim, opts.recalibration_batches, opts.batch_size,
+                                      gen, device)
 
 
 def _progress(total: int, initial: int):

@@ -1,0 +1,17 @@
+"""Run by torchrun in test_distributed.py: train, then save this rank's weights for comparison."""
+
+import os
+import sys
+
+import torch
+
+from ganserve.training.loop import Trainer
+from ganserve.training.options import TrainOptions
+
+out, steps, resume = sys.argv[1], int(sys.argv[2]), len(sys.argv) > 3
+opts = TrainOptions(preset="upconv32", data="digits", out=out, steps=steps, batch_size=16, width=8, data_limit=256,
+                    checkpoint_every=2, eval_every=1000, eval_samples=64, log_every=2, recalibration_batches=2,
+                    device="cpu")
+trainer = Trainer(opts, resume=resume, log=lambda *_: None)
+trainer.fit()
+torch.save({"G": trainer.G.state_dict(), "D": trainer.D.state_dict()}, f"{out}/rank{os.environ['RANK']}.pt")

@@ -1,0 +1,192 @@
+"""Training: a few real steps per preset, exact resume (clean stop and SIGKILL), checkpoints, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+from ganserve.cli import main  # noqa: E402
+from ganserve.model_io import load_model  # noqa: E402
+from ganserve.training.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
+from ganserve.training.loop import Trainer, TrainingDiverged, train  # noqa: E402
+from ganserve.training.options import TrainOptions  # noqa: E402
+
+import ganserve  # noqa: E402
+
+
+def opts(out, preset="dcgan28", steps=6, **kw):
+    base = dict(preset=preset, data="digits", out=str(out), steps=steps, batch_size=16, width=8, data_limit=256,
+                checkpoint_every=3, eval_every=1000, eval_samples=64, log_every=3, recalibration_batches=2,
+                device="cpu")
+    base.update(kw)
+    return TrainOptions(**base)
+
+
+def quiet(*_):
+    pass
+
+
+@pytest.mark.parametrize("preset", ganserve.list_presets())
+def test_a_few_steps_per_preset(tmp_path, preset):
+    width = 16 if preset == "mlp28" else 8
+    model_dir = train(opts(tmp_path / preset, preset, steps=4, width=width, log_every=2, checkpoint_every=2), log=quiet)
+    model = load_model(model_dir)
+    assert model.config.preset == preset
+    meta = model.metadata
+    assert meta["training"]["steps"] == 4 and meta["training"]["weights"] == "ema"
+    assert {"fd", "cs", "fd_train_mode", "cs_train_mode"} <= set(meta["metric"])
+    rows = [json.loads(line) for line in (tmp_path / preset / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4] and "fd" in rows[-1]
+    assert (tmp_path / preset / "samples" / "step-00000004.png").is_file()
+    assert (tmp_path / preset / "curves.png").is_file() or pytest.importorskip("matplotlib") is None
+    gen = ganserve.Generator.load(model_dir, backend="numpy")
+    assert gen.sample(2).shape[1:3] == model.config.output_shape[1:]
+
+
+def _tensors(path):
+    state = load_checkpoint(Path(path))
+    return {f"{part}.{k}": v for part in ("G", "D", "EMA") for k, v in state[part].items()}, state
+
+
+def _assert_identical(a, b):
+    ta, sa = _tensors(a)
+    tb, sb = _tensors(b)
+    assert sa["step"] == sb["step"]
+    assert [k for k in ta if not torch.equal(ta[k], tb[k])] == []
+    for group in ("opt_G", "opt_D"):
+        for pa, pb in zip(sa[group]["state"].values(), sb[group]["state"].values()):
+            assert all(torch.equal(pa[k], pb[k]) for k in pa if torch.is_tensor(pa[k]))
+
+
+def test_resume_is_bit_identical(tmp_path):
+    # upconv32's D has dropout: the saved RNG state matters, not only the weights
+    train(opts(tmp_path / "full", "upconv32", steps=9), log=quiet)
+    train(opts(tmp_path / "part", "upconv32", steps=6), log=quiet)
+    train(opts(tmp_path / "part", "upconv32", steps=9), resume=True, log=quiet)
+    _assert_identical(tmp_path / "full" / "last.pt", tmp_path / "part" / "last.pt")
+    history = [json.loads(x)["step"] for x in (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()]
+    assert history == [3, 6, 9]
+
+
+def test_sigkill_then_resume_is_bit_identical(tmp_path):
+    cmd = [sys.executable, "-m", "ganserve", "train", "--preset", "dcgan28", "--data", "digits", "--width", "8",
+           "--data-limit", "256", "--batch-size", "16", "--checkpoint-every", "1", "--log-every", "1",
+           "--eval-every", "1000", "--eval-samples", "64", "--device", "cpu", "--steps", "40"]
+    run = tmp_path / "killed"
+    proc = subprocess.Popen(cmd + ["--out", str(run)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (run / "checkpoints" / "step-00000005.pt").exists():
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)  # in the middle of whatever it is doing, saves included
+    proc.wait()
+    killed_at = load_checkpoint(run / "last.pt")["step"]
+    assert 5 <= killed_at < 40
+    resumed = subprocess.run(cmd + ["--out", str(run), "--resume", "--steps", "12"], capture_output=True, text=True,
+                             timeout=300)
+    if killed_at > 12:
+        assert resumed.returncode == 0  # already past: just exports
+        pytest.skip("the run had passed step 12 when it was killed")
+    assert resumed.returncode == 0, resumed.stderr
+    clean = subprocess.run(cmd[:-1] + ["12", "--out", str(tmp_path / "clean")], capture_output=True, text=True,
+                           timeout=300)
+    assert clean.returncode == 0, clean.stderr
+    _assert_identical(tmp_path / "clean" / "last.pt", run / "last.pt")
+    assert not list(run.glob(".*.tmp")) and not list((run / "checkpoints").glob(".*.tmp"))
+
+
+def test_keeps_a_few_checkpoints_and_best(tmp_path):
+    train(opts(tmp_path / "r", steps=12, checkpoint_every=3, eval_every=6, keep=2), log=quiet)
+    assert sorted(p.name for p in (tmp_path / "r" / "checkpoints").iterdir()) == ["step-00000009.pt", "step-00000012.pt"]
+    best = load_checkpoint(tmp_path / "r" / "best.pt")
+    assert best["step"] in (6, 12)
+
+
+def test_refuses_to_overwrite_a_run(tmp_path):
+    train(opts(tmp_path / "r", steps=3), log=quiet)
+    with pytest.raises(FileExistsError, match="pass --resume"):
+        Trainer(opts(tmp_path / "r", steps=6))
+
+
+def test_resume_errors(tmp_path, capsys):
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        Trainer(opts(tmp_path / "none"), resume=True)
+    train(opts(tmp_path / "r", steps=3), log=quiet)
+    code = main(["train", "--out", str(tmp_path / "r"), "--resume", "--preset", "upconv32", "--steps", "6"])
+    err = capsys.readouterr().err
+    assert code == 1 and "trained with preset='dcgan28', not 'upconv32'" in err
+    last = tmp_path / "r" / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])
+    code = main(["train", "--out", str(tmp_path / "r"), "--resume", "--steps", "6"])
+    err = capsys.readouterr().err
+    assert code == 1 and "truncated, corrupt or not a checkpoint" in err and len(err.strip().splitlines()) == 1
+
+
+def test_not_a_checkpoint(tmp_path):
+    bad = tmp_path / "x.pt"
+    torch.save({"weights": torch.zeros(2)}, bad)
+    with pytest.raises(CheckpointError, match="not a ganserve training checkpoint"):
+        load_checkpoint(bad)
+
+
+def test_diverged_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    # An absurd learning rate makes the weights overflow; the run must stop with a clear message.
+    with pytest.raises(TrainingDiverged, match="NaN/Inf"):
+        train(opts(tmp_path / "r", steps=60, lr_g=1e30, lr_d=1e30, checkpoint_every=1000, log_every=1), log=quiet)
+    assert not (tmp_path / "r" / "last.pt").exists() or load_checkpoint(tmp_path / "r" / "last.pt")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--steps", "0"], "--steps must be positive"),
+    (["--data", "/no/data"], "data not found"),
+    (["--preset", "dcgan1024"], "unknown preset"),
+    (["--label-smoothing", "0.7"], "--label-smoothing must be in"),
+])
+def test_cli_errors(tmp_path, capsys, args, message):
+    code = main(["train", "--out", str(tmp_path / "r"), "--data", "digits", "--device", "cpu", *args])
+    err = capsys.readouterr().err
+    assert code == 1 and message in err
+
+
+def test_export_of_a_checkpoint_matches_the_run(tmp_path):
+    pytest.importorskip("onnx")
+    import numpy as np
+
+    from ganserve.export.export import ExportOptions, export
+
+    run = tmp_path / "r"
+    model_dir = train(opts(run, steps=3), log=quiet)
+    out = export(run / "last.pt", tmp_path / "exported", ExportOptions(), log=quiet)
+    a, b = load_model(model_dir), load_model(out)
+    assert max(float(np.abs(a.weights[k] - b.weights[k]).max()) for k in a.weights) < 1e-6
+    raw = export(run / "last.pt", tmp_path / "raw", ExportOptions(weights="raw", onnx=False), log=quiet)
+    assert load_model(raw).metadata["exported_from"]["weights"] == "raw"
+
+
+def test_export_checkpoint_errors(tmp_path):
+    from ganserve.export.export import ExportOptions, export
+
+    run = tmp_path / "r"
+    train(opts(run, steps=3), log=quiet)
+    state = torch.load(run / "last.pt", weights_only=True)
+    state["EMA"]["layers.99.weight"] = torch.zeros(1)
+    torch.save(state, tmp_path / "extra.pt")
+    with pytest.raises(ganserve.ModelFormatError, match=r"unexpected \['layers.99.weight'\]"):
+        export(tmp_path / "extra.pt", tmp_path / "o1", ExportOptions(onnx=False), log=quiet)
+    state["EMA"].pop("layers.99.weight")
+    state["config"]["preset"] = "nope"
+    state["config"]["layers"][1]["type"] = "warp"
+    torch.save(state, tmp_path / "arch.pt")
+    with pytest.raises(ganserve.ModelFormatError, match="unknown layer type 'warp'"):
+        export(tmp_path / "arch.pt", tmp_path / "o2", ExportOptions(onnx=False), log=quiet)
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(CheckpointError, match="not a checkpoint"):
+        export(tmp_path / "junk.pt", tmp_path / "o3", ExportOptions(onnx=False), log=quiet)
+    assert not any((tmp_path / f"o{i}").exists() for i in (1, 2, 3))
