@@ -1,0 +1,202 @@
+"""`ganserve export`: a checkpoint or model directory -> a complete, verified model directory.
+
+Steps (all files are made in a temporary folder next to the output and moved in only when every
+check has passed, so a failed export leaves nothing half-written):
+
+1. read the generator: a training checkpoint (EMA weights by default, batch-norm statistics
+   recomputed as the training run does) or an existing model directory;
+2. write ``config.json`` and ``generator.safetensors``;
+3. write ``generator.onnx`` (and ``generator.fp16.onnx`` with fp16=True) and verify each:
+   onnx.checker, a symbolic batch axis, then ONNX Runtime against the NumPy reference on fixed
+   latents at two batch sizes (FP32 within 1e-4 max abs; FP16 within 3e-2, no NaN/Inf);
+4. with tensorrt=True, build ``generator.engine`` from the FP16 graph and verify it the same way;
+5. with triton=REPO, write a Triton model repository for the exported model.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ganserve.backends import create_backend
+from ganserve.latents import make_latents
+from ganserve.model_io import (CONFIG_NAME, ENGINE_NAME, ONNX_FP16_NAME, ONNX_NAME, WEIGHTS_NAME, Model,
+                               check_weights, list_shipped_models, load_model, save_model)
+
+FP32_TOLERANCE = 1e-4
+FP16_TOLERANCE = 3e-2
+VERIFY_BATCHES = (1, 7)
+
+
+class VerificationError(ValueError):
+    """An exported file does not reproduce the NumPy reference within tolerance."""
+
+
+@dataclass
+class ExportOptions:
+    weights: str = "ema"  # "ema" or "raw" (checkpoints only)
+    onnx: bool = True
+    fp16: bool = False
+    opset: int = 17
+    verify: bool = True
+    tensorrt: bool = False
+    min_batch: int = 1
+    opt_batch: int = 64
+    max_batch: int = 1024
+    timing_cache: str | None = None
+    triton: str | None = None
+    triton_name: str = "ganserve_generator"
+
+
+def export(source: str | os.PathLike, out: str | os.PathLike, opts: ExportOptions | None = None,
+           log: Callable[[str], None] = print) -> Path:
+    """Export `source` (a checkpoint file or a model directory) to the model directory `out`."""
+    opts = opts or ExportOptions()
+    _check_options(opts)
+    model = read_source(Path(source), opts.weights)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        save_model(staging, model.config, model.weights, model.metadata)
+        staged = load_model(staging)  # what users will load, with its weights hash
+        if opts.onnx or opts.tensorrt:
+            for fp16 in sorted({False, opts.fp16 or opts.tensorrt}):
+                write_onnx(staged, staging / (ONNX_FP16_NAME if fp16 else ONNX_NAME), fp16, opts.opset)
+                if opts.verify:
+                    verify(staged, "onnxruntime", {"device": "cpu", "precision": "fp16" if fp16 else "fp32"}, log)
+        if opts.tensorrt:
+            from .tensorrt_engine import build_engine
+
+            build_engine(staging / ONNX_FP16_NAME, staging / ENGINE_NAME, min_batch=opts.min_batch,
+                         opt_batch=opts.opt_batch, max_batch=opts.max_batch, timing_cache=opts.timing_cache)
+            if opts.verify:
+                verify(load_model(staging), "tensorrt", {}, log, fp16=True)
+        _move_into(staging, out, log)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if opts.triton:
+        from .triton import write_triton_repository
+
+        kind = "tensorrt" if opts.tensorrt else "onnx"
+        repo = write_triton_repository(opts.triton, opts.triton_name, out, kind=kind, max_batch_size=opts.max_batch)
+        log(f"Triton repository: {repo}")
+    return out
+
+
+def _check_options(opts: ExportOptions) -> None:
+    if opts.weights not in ("ema", "raw"):
+        raise ValueError(f"--weights must be 'ema' or 'raw', got {opts.weights!r}")
+    if not 1 <= opts.min_batch <= opts.opt_batch <= opts.max_batch:
+        raise ValueError(f"need 1 <= --min-batch <= --opt-batch <= --max-batch, got "
+                         f"{opts.min_batch}, {opts.opt_batch}, {opts.max_batch}")
+    if opts.onnx or opts.tensorrt:
+        from .onnx_graph import supported_opsets
+
+        if opts.opset not in supported_opsets():
+            import onnx
+
+            raise ValueError(f"--opset {opts.opset}: the installed onnx {onnx.__version__} writes opsets "
+                             f"{supported_opsets().start}..{supported_opsets().stop - 1}")
+    if opts.tensorrt:
+        from ganserve.backends import unavailable_reason
+
+        reason = unavailable_reason("tensorrt")
+        if reason:
+            raise ImportError(f"--tensorrt: {reason}")
+
+
+def read_source(path: Path, weights: str = "ema") -> Model:
+    """The generator in a model directory or a training checkpoint (``*.pt``)."""
+    if path.is_dir() or (not path.exists() and str(path) in list_shipped_models()):
+        return load_model(str(path))
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint or model directory at {path}")
+    return _from_checkpoint(path, weights)
+
+
+def _from_checkpoint(path: Path, which: str) -> Model:
+    try:
+        import torch
+    except ImportError as e:
+        raise ImportError("exporting a checkpoint needs torch: pip install 'ganserve[train]'") from e
+    from ganserve.config import GeneratorConfig
+    from ganserve.errors import ModelFormatError
+    from ganserve.torch_model import build_generator, export_weights, load_weights
+    from ganserve.training.checkpoint import load_checkpoint
+    from ganserve.training.loop import inference_generator
+    from ganserve.training.options import TrainOptions
+
+    state = load_checkpoint(path)
+    try:
+        config = GeneratorConfig.from_dict(state["config"])
+    except (ValueError, TypeError) as e:
+        raise ModelFormatError(f"{path}: invalid architecture in checkpoint: {e}") from None
+    tensors = {k: v for k, v in state["EMA" if which == "ema" else "G"].items() if not k.endswith("num_batches_tracked")}
+    check_weights({k: v.float().numpy() for k, v in tensors.items()}, config, f"{path} ({which} weights)")
+    net = load_weights(build_generator(config), tensors)
+    opts = TrainOptions(**{k: v for k, v in state["options"].items() if k in TrainOptions.__dataclass_fields__})
+    net = inference_generator(net, opts, torch.device("cpu"))
+    metadata = {"exported_from": {"checkpoint": str(path), "step": state["step"], "weights": which},
+                "training": {"options": state["options"], "steps": state["step"]}}
+    return Model(config, export_weights(net), metadata)
+
+
+def write_onnx(model: Model, path: Path, fp16: bool, opset: int) -> None:
+    from ganserve._files import write_bytes
+
+    from .onnx_graph import build_onnx
+
+    graph = build_onnx(model.config, model.weights, fp16=fp16, opset=opset,
+                       metadata={"weights_sha256": model.weights_sha256, "model_sha256": model.model_hash})
+    check_symbolic_batch(graph, path)
+    write_bytes(path, graph.SerializeToString())
+
+
+def check_symbolic_batch(graph, where: Path) -> None:
+    """Every graph input and output must have a named (symbolic) first dimension."""
+    for value in list(graph.graph.input) + list(graph.graph.output):
+        dim = value.type.tensor_type.shape.dim[0]
+        if not dim.dim_param or dim.HasField("dim_value"):
+            raise VerificationError(f"{where}: the batch axis of {value.name!r} is fixed, not symbolic")
+
+
+def verify(model: Model, backend: str, options: dict, log: Callable[[str], None], fp16: bool | None = None) -> None:
+    """Compare `backend` with the NumPy reference on fixed latents at two batch sizes."""
+    fp16 = options.get("precision") == "fp16" if fp16 is None else fp16
+    tolerance = FP16_TOLERANCE if fp16 else FP32_TOLERANCE
+    reference, candidate = create_backend("numpy", model), create_backend(backend, model, **options)
+    worst = 0.0
+    for batch in VERIFY_BATCHES:
+        z = make_latents(batch, model.config.latent_dim, seed=2024)
+        got, want = candidate.run(z), reference.run(z)
+        if got.shape != want.shape:
+            raise VerificationError(f"{backend}: output shape {got.shape} at batch {batch}, expected {want.shape}")
+        if not np.isfinite(got).all():
+            raise VerificationError(f"{backend} ({'fp16' if fp16 else 'fp32'}): NaN or Inf in the output at batch {batch}")
+        worst = max(worst, float(np.abs(got - want).max()))
+    if worst > tolerance:
+        raise VerificationError(f"{backend} ({'fp16' if fp16 else 'fp32'}) differs from the NumPy reference by "
+                                f"{worst:.2e} (max abs), more than the tolerance {tolerance:g}")
+    log(f"verified {backend} {'fp16' if fp16 else 'fp32'}: max abs difference {worst:.2e} <= {tolerance:g} "
+        f"at batch sizes {VERIFY_BATCHES}")
+
+
+def _move_into(staging: Path, out: Path, log: Callable[[str], None]) -> None:
+    """Move the staged files into `out`, each by an atomic rename (weights before config), and
+    remove exports of older weights that this export did not replace: they would not match."""
+    out.mkdir(parents=True, exist_ok=True)
+    order = [WEIGHTS_NAME, CONFIG_NAME, ONNX_NAME, ONNX_FP16_NAME, ENGINE_NAME]
+    staged = sorted((p.name for p in staging.iterdir()), key=lambda n: (order.index(n) if n in order else 9, n))
+    for name in staged:
+        os.replace(staging / name, out / name)
+    for stale in (ONNX_NAME, ONNX_FP16_NAME, ENGINE_NAME):
+        if stale not in staged and (out / stale).exists():
+            (out / stale).unlink()
+            log(f"removed {out / stale}: it was exported from other weights")

@@ -1,0 +1,106 @@
+"""`ganserve export`: verified ONNX (FP32, FP16) of every preset, from model directories and checkpoints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import random_weights
+
+import ganserve
+from ganserve.cli import main
+from ganserve.model_io import ONNX_FP16_NAME, ONNX_NAME, load_model, save_model
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+from ganserve.export import export as export_module  # noqa: E402
+from ganserve.export.export import ExportOptions, VerificationError, export  # noqa: E402
+
+
+def _model_dir(tmp_path, preset, **kwargs):
+    config = ganserve.create_config(preset, **kwargs)
+    return save_model(tmp_path / preset, config, random_weights(config, seed=7))
+
+
+@pytest.mark.parametrize("preset", ganserve.list_presets())
+def test_every_preset_exports_and_verifies(tmp_path, preset):
+    src = _model_dir(tmp_path, preset, width=8 if preset != "mlp28" else 16)
+    messages = []
+    out = export(src, tmp_path / "out", ExportOptions(fp16=True), log=messages.append)
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "generator.fp16.onnx", "generator.onnx",
+                                                     "generator.safetensors"]
+    assert any("verified onnxruntime fp32" in m for m in messages)
+    assert any("verified onnxruntime fp16" in m for m in messages)
+    model = load_model(out)
+    for name, tol in ((ONNX_NAME, 1e-4), (ONNX_FP16_NAME, 3e-2)):
+        sess = ort.InferenceSession(str(out / name), providers=["CPUExecutionProvider"])
+        for batch in (1, 5, 33):  # the batch axis is dynamic
+            z = ganserve.latents.make_latents(batch, model.config.latent_dim, seed=batch)
+            want = ganserve.Generator(model, ganserve.backends.create_backend("numpy", model)).generate(z)
+            got = sess.run(None, {"z": z})[0]
+            assert got.shape == want.shape and np.abs(got - want).max() <= tol
+
+
+def test_graph_facts(tmp_path):
+    out = export(_model_dir(tmp_path, "dcgan28", width=8), tmp_path / "out", ExportOptions(fp16=True, opset=18),
+                 log=lambda _: None)
+    model = load_model(out)
+    graph = onnx.load(str(out / ONNX_NAME))
+    assert graph.opset_import[0].version == 18
+    dims = graph.graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param == "batch" and dims[1].dim_value == model.config.latent_dim
+    assert not any(n.op_type == "BatchNormalization" for n in graph.graph.node)  # folded
+    props = {p.key: p.value for p in graph.metadata_props}
+    assert props["ganserve_version"] == ganserve.__version__
+    assert props["config_sha256"] == model.config.digest()
+    assert props["weights_sha256"] == model.weights_sha256
+    assert props["latent_dim"] == str(model.config.latent_dim)
+    assert props["output_layout"] == "NCHW" and props["value_range"] == "-1.0,1.0"
+    fp16 = onnx.load(str(out / ONNX_FP16_NAME))
+    inits = {i.data_type for i in fp16.graph.initializer if len(i.dims) > 1}
+    assert inits == {onnx.TensorProto.FLOAT16}
+    assert fp16.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert fp16.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+
+
+def test_a_failed_verification_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(export_module, "FP32_TOLERANCE", 0.0)  # an impossible bound: verification must fail
+    with pytest.raises(VerificationError, match="differs from the NumPy reference"):
+        export(_model_dir(tmp_path, "mlp28", width=8), tmp_path / "out", log=lambda _: None)
+    assert not (tmp_path / "out").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["mlp28"]  # no staging folder left behind
+
+
+def test_reexport_removes_stale_exports(tmp_path):
+    src = _model_dir(tmp_path, "mlp28", width=8)
+    export(src, src, ExportOptions(fp16=True), log=lambda _: None)
+    assert (src / ONNX_FP16_NAME).exists()
+    export(src, src, ExportOptions(onnx=False), log=lambda _: None)
+    assert not (src / ONNX_NAME).exists() and not (src / ONNX_FP16_NAME).exists()
+
+
+def test_onnxruntime_backend_refuses_a_stale_graph(tmp_path):
+    src = _model_dir(tmp_path, "mlp28", width=8)
+    export(src, src, log=lambda _: None)
+    model = load_model(src)
+    weights = {k: v + 0.01 for k, v in model.weights.items()}
+    save_model(src, model.config, weights)  # new weights, old generator.onnx
+    with pytest.raises(ganserve.ModelFormatError, match="exported from different weights"):
+        ganserve.Generator.load(src, backend="onnxruntime")
+
+
+def test_cli_opset_error(tmp_path, capsys, tiny_model_dir):
+    code = main(["export", "--ckpt", str(tiny_model_dir), "--out", str(tmp_path / "o"), "--opset", "99"])
+    err = capsys.readouterr().err
+    assert code == 1 and "--opset 99" in err and not (tmp_path / "o").exists()
+
+
+def test_cli_tensorrt_without_tensorrt(tmp_path, capsys, tiny_model_dir):
+    pytest.importorskip("torch")
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("tensorrt is installed")
+    except ImportError:
+        pass
+    code = main(["export", "--ckpt", str(tiny_model_dir), "--out", str(tmp_path / "o"), "--tensorrt"])
+    err = capsys.readouterr().err
+    assert code == 1 and "--tensorrt" in err and "tensorrt" in err and not (tmp_path / "o").exists()
