@@ -1,0 +1,80 @@
+"""`ganserve generate` against its ceiling, measured in one run.
+
+    python bench/bench_generate.py --preset dcgan28 --n 3000
+
+With a CPU backend the generator and the PNG encoders share the cores, so the best a pipeline can
+do is 1 / (1/G + 1/E), where G is generation alone and E is PNG encoding alone, each on all cores.
+This measures G (Generator.sample), E (Pillow PNG encoding by a pool of one process per core,
+on images made beforehand) and the pipeline (`ganserve.batch.generate`, PNG shards), in rounds,
+and prints the medians and pipeline / ceiling. Goal (issue 5): at least 90%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import statistics
+import tempfile
+import time
+
+from ganserve import Generator, create_config, save_model
+from ganserve.batch import generate
+from ganserve.benchmark import random_model
+from ganserve.encode import encode_png
+
+
+def _encode_chunk(args):
+    images, level = args
+    return sum(len(encode_png(img, level)) for img in images)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="dcgan28")
+    parser.add_argument("--model", help="a model directory (default: random weights of --preset)")
+    parser.add_argument("--n", type=int, default=3000)
+    parser.add_argument("--shard-size", type=int, default=1000)
+    parser.add_argument("--backend", default="numpy")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--png-compression", type=int, default=6)
+    args = parser.parse_args()
+    cores = os.cpu_count() or 1
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = args.model
+        if model_dir is None:
+            model = random_model(create_config(args.preset))
+            model_dir = save_model(os.path.join(tmp, "model"), model.config, model.weights)
+        gen = Generator.load(model_dir, backend=args.backend)
+        images = gen.sample(min(args.n, 2000), seed=1)
+        chunks = [(images[i:i + 100], args.png_compression) for i in range(0, len(images), 100)]
+        G, E, P = [], [], []
+        with mp.get_context("spawn").Pool(cores) as pool:
+            pool.map(_encode_chunk, chunks[:cores])  # start the workers
+            for r in range(args.rounds):
+                start = time.perf_counter()
+                for first, _ in gen.iter_batches(args.n, seed=r, start=0):
+                    pass
+                G.append(args.n / (time.perf_counter() - start))
+                start = time.perf_counter()
+                pool.map(_encode_chunk, chunks)
+                E.append(len(images) / (time.perf_counter() - start))
+                out = os.path.join(tmp, f"run{r}")
+                start = time.perf_counter()
+                generate(gen, out, n=args.n, seed=r, shard_size=args.shard_size, fmt="png", workers=cores,
+                         compress_level=args.png_compression, log=lambda _: None)
+                P.append(args.n / (time.perf_counter() - start))
+                print(f"round {r + 1}: G {G[-1]:.0f}, E {E[-1]:.0f}, pipeline {P[-1]:.0f} images/s")
+    g, e, p = statistics.median(G), statistics.median(E), statistics.median(P)
+    ceiling = 1 / (1 / g + 1 / e)
+    print(f"\n{args.model or args.preset} with the {gen.backend} backend, {cores} cores, n={args.n}, PNG level "
+          f"{args.png_compression}")
+    print(f"generation alone (G)      {g:8.0f} images/s")
+    print(f"PNG encoding alone (E)    {e:8.0f} images/s")
+    print(f"ceiling 1/(1/G + 1/E)     {ceiling:8.0f} images/s")
+    print(f"pipeline                  {p:8.0f} images/s = {100 * p / ceiling:.0f}% of the ceiling")
+
+
+if __name__ == "__main__":
+    main()

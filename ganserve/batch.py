@@ -1,0 +1,490 @@
+"""Bulk generation: sharded, resumable, atomic (`ganserve generate`).
+
+Images 0 .. n-1 are cut into shards of `shard_size` consecutive global indices; the process with
+``shard_index=i, num_shards=k`` makes shards i, i+k, i+2k, ... Image j comes from latent (seed, j),
+so any split of the work gives the same images, and a shard is made the same way whichever
+process makes it (its batches start at the shard's first index).
+
+Layout of the output folder::
+
+    generate.json                 the run's parameters and model hash (refuses to mix another run)
+    shard-000000/00000000.png     format png: one folder per shard, files named by global index
+    shard-000001.tar              format tar: WebDataset shard, {key}.png + {key}.json per image
+    shard-000002.npz              format npz: images (uint8 n,H,W,C) and their indices
+    manifest/shard-000000.json    one record per finished shard (written last, atomically)
+    manifest.jsonl                all records, sorted by shard (rewritten at the end of each run)
+
+A shard is written under a temporary name and renamed when complete; only then is its record
+written. A re-run skips shards that have a record and redoes the others, so a run killed at any
+moment (SIGKILL included) and re-run ends with exactly the files of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import math
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import tarfile
+import threading
+from dataclasses import asdict, dataclass
+from multiprocessing import shared_memory
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from ._files import atomic_path, dumps_json, fsync_dir, temp_name, write_json
+from .latents import check_index, check_truncation
+
+FORMATS = ("png", "tar", "npz")
+PARAMS_NAME = "generate.json"
+MANIFEST_DIR = "manifest"
+MANIFEST_NAME = "manifest.jsonl"
+
+
+@dataclass(frozen=True)
+class RunParams:
+    """What must be the same for every process and re-run writing into one output folder."""
+
+    n: int
+    seed: int
+    shard_size: int
+    format: str
+    truncation: float | None
+    model_hash: str
+    config_sha256: str
+    image_shape: tuple[int, int, int]
+
+    def check(self) -> None:
+        check_index(self.n, "--n", minimum=1)
+        check_index(self.seed, "--seed")
+        check_index(self.shard_size, "--shard-size", minimum=1)
+        check_truncation(self.truncation)
+        if self.format not in FORMATS:
+            raise ValueError(f"unknown --format {self.format!r}; choose one of {', '.join(FORMATS)}")
+
+    @property
+    def num_shard_files(self) -> int:
+        return math.ceil(self.n / self.shard_size)
+
+
+class Interrupted(Exception):
+    """SIGINT/SIGTERM arrived; the run stopped cleanly and can be resumed."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def shard_range(shard: int, n: int, shard_size: int) -> tuple[int, int]:
+    """Global indices [start, stop) of `shard`."""
+    start = shard * shard_size
+    return start, min(n, start + shard_size)
+
+
+def shards_for(n: int, shard_size: int, shard_index: int = 0, num_shards: int = 1) -> list[int]:
+    """The shards process `shard_index` of `num_shards` makes: shard_index, +num_shards, ..."""
+    check_index(num_shards, "--num-shards", minimum=1)
+    if not isinstance(shard_index, int) or not 0 <= shard_index < num_shards:
+        raise ValueError(f"--shard-index must be in [0, {num_shards - 1}] for --num-shards {num_shards}, "
+                         f"got {shard_index}")
+    return list(range(shard_index, math.ceil(n / shard_size), num_shards))
+
+
+def shard_name(shard: int, fmt: str) -> str:
+    return f"shard-{shard:06d}" + ("" if fmt == "png" else f".{fmt}")
+
+
+# --- the run folder
+
+
+def prepare(out: Path, params: RunParams) -> None:
+    """Create `out` and its generate.json, or check that an existing one describes this run."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST_DIR).mkdir(exist_ok=True)
+    path = out / PARAMS_NAME
+    if path.exists():  # temporary files of a killed run (nobody creates generate.json any more)
+        for stale in [*out.glob(f".{PARAMS_NAME}.*.tmp"), *out.glob(f".{MANIFEST_NAME}.*.tmp")]:
+            stale.unlink(missing_ok=True)
+    document = {"ganserve_generate": 1, **asdict(params), "image_shape": list(params.image_shape)}
+    if not path.exists():
+        tmp = temp_name(path)
+        tmp.write_text(dumps_json(document))
+        try:
+            os.link(tmp, path)  # fails if another process created it first: then compare with theirs
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+    try:
+        existing = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: unreadable ({e}); remove it or use another --out") from None
+    diffs = [k for k, v in document.items() if existing.get(k) != v]
+    if diffs:
+        what = "another model (its hash differs)" if "model_hash" in diffs else "other parameters"
+        detail = ", ".join(f"{k}: {existing.get(k)!r} there, {document[k]!r} now" for k in diffs)
+        raise ValueError(f"{out} holds a run made with {what} ({detail}); refusing to mix them: "
+                         f"use another --out, or delete {out}")
+
+
+def finished_shards(out: Path) -> set[int]:
+    """Shards with a record whose file or folder exists."""
+    done = set()
+    for record in (out / MANIFEST_DIR).glob("shard-*.json"):
+        try:
+            data = json.loads(record.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if (out / data["path"]).exists():
+            done.add(int(data["shard"]))
+    return done
+
+
+def clean_unfinished(out: Path, shard: int, fmt: str) -> None:
+    """Remove what a killed run left of `shard`: temporary files, and a final name with no record."""
+    name = shard_name(shard, fmt)
+    for stale in out.glob(f".{name}.*.tmp"):
+        shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+    for stale in (out / MANIFEST_DIR).glob(f".shard-{shard:06d}.json.*.tmp"):
+        stale.unlink()
+    final = out / name
+    if final.exists() and not (out / MANIFEST_DIR / f"shard-{shard:06d}.json").exists():
+        shutil.rmtree(final) if final.is_dir() else final.unlink()
+
+
+def write_manifest(out: Path) -> Path:
+    """manifest.jsonl: every record, sorted by shard (atomic; any process may rewrite it)."""
+    records = []
+    for record in sorted((out / MANIFEST_DIR).glob("shard-*.json")):
+        with contextlib.suppress(OSError, json.JSONDecodeError):
+            records.append(json.loads(record.read_text()))
+    lines = "".join(json.dumps(r, sort_keys=True) + "\n" for r in sorted(records, key=lambda r: r["shard"]))
+    with atomic_path(out / MANIFEST_NAME) as tmp:
+        tmp.write_text(lines)
+    return out / MANIFEST_NAME
+
+
+# --- shard writers: one per format, all write to a temporary name and rename when complete
+
+
+class _ShardWriter:
+    def __init__(self, out: Path, shard: int, params: RunParams) -> None:
+        self.out, self.shard, self.params = out, shard, params
+        self.start, self.stop = shard_range(shard, params.n, params.shard_size)
+        self.final = out / shard_name(shard, params.format)
+        self.tmp = temp_name(self.final)
+        self.pending = 0  # batches sent to workers and not back yet
+        self.submitted = False  # every batch has been generated and handed over
+
+    def record(self, sha256: str) -> dict[str, Any]:
+        p = self.params
+        return {"shard": self.shard, "start": self.start, "stop": self.stop, "count": self.stop - self.start,
+                "path": self.final.name, "format": p.format, "sha256": sha256, "seed": p.seed,
+                "truncation": p.truncation, "model_hash": p.model_hash, "config_sha256": p.config_sha256}
+
+    def commit(self, sha256: str) -> dict[str, Any]:
+        os.replace(self.tmp, self.final)
+        fsync_dir(self.out)
+        record = self.record(sha256)
+        write_json(self.out / MANIFEST_DIR / f"shard-{self.shard:06d}.json", record)
+        return record
+
+    def abort(self) -> None:
+        if self.tmp.is_dir():
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+
+class _PngShard(_ShardWriter):
+    """A folder of {index:08d}.png; the workers write the files, the sha256 covers names and bytes."""
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.tmp.mkdir()
+        self.digests: dict[int, list[str]] = {}
+
+    def folder(self) -> str:
+        return str(self.tmp)
+
+    def add_result(self, first: int, digests: list[str]) -> None:
+        self.digests[first] = digests
+
+    def finish(self) -> dict[str, Any]:
+        h = hashlib.sha256()
+        for first in sorted(self.digests):
+            for i, digest in enumerate(self.digests[first]):
+                h.update(f"{first + i:08d}.png {digest}\n".encode())
+        fsync_dir(self.tmp)
+        return self.commit(h.hexdigest())
+
+
+class _TarShard(_ShardWriter):
+    """WebDataset-style tar: {key}.png and {key}.json per image, in index order."""
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.file = open(self.tmp, "wb")
+        self.hash = hashlib.sha256()
+        self.tar = tarfile.open(fileobj=_HashingWriter(self.file, self.hash), mode="w", format=tarfile.PAX_FORMAT)
+        self.waiting: dict[int, tuple[bytes, list[int]]] = {}
+        self.next = self.start
+
+    def folder(self) -> None:
+        return None  # workers send the PNG bytes back
+
+    def add_result(self, first: int, blob: tuple[bytes, list[int]]) -> None:
+        self.waiting[first] = blob
+        while self.next in self.waiting:  # write batches in index order
+            data, sizes = self.waiting.pop(self.next)
+            offset = 0
+            for i, size in enumerate(sizes):
+                index = self.next + i
+                key = f"{index:08d}"
+                meta = {"index": index, "seed": self.params.seed, "truncation": self.params.truncation,
+                        "model_hash": self.params.model_hash}
+                self._add(f"{key}.png", data[offset:offset + size])
+                self._add(f"{key}.json", json.dumps(meta, sort_keys=True).encode())
+                offset += size
+            self.next += len(sizes)
+
+    def _add(self, name: str, data: bytes) -> None:
+        info = tarfile.TarInfo(name)
+        info.size, info.mode, info.mtime = len(data), 0o644, 0  # no timestamps: identical bytes on re-runs
+        self.tar.addfile(info, io.BytesIO(data))
+
+    def finish(self) -> dict[str, Any]:
+        self.tar.close()
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        return self.commit(self.hash.hexdigest())
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self.file.close()
+        super().abort()
+
+
+class _HashingWriter:
+    """A file object that hashes what passes through it."""
+
+    def __init__(self, file, h) -> None:
+        self.file, self.h = file, h
+
+    def write(self, data: bytes) -> int:
+        self.h.update(data)
+        return self.file.write(data)
+
+    def tell(self) -> int:
+        return self.file.tell()
+
+
+class _NpzShard(_ShardWriter):
+    """images (uint8 n, H, W, C) and indices (int64), no workers needed."""
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.images = np.empty((self.stop - self.start, *self.params.image_shape), dtype=np.uint8)
+
+    def add_images(self, first: int, images: np.ndarray) -> None:
+        self.images[first - self.start:first - self.start + len(images)] = images
+
+    def finish(self) -> dict[str, Any]:
+        buffer = io.BytesIO()
+        np.savez(buffer, images=self.images, indices=np.arange(self.start, self.stop, dtype=np.int64))
+        data = buffer.getvalue()
+        with open(self.tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        return self.commit(hashlib.sha256(data).hexdigest())
+
+
+_WRITERS = {"png": _PngShard, "tar": _TarShard, "npz": _NpzShard}
+
+
+# --- the pipeline
+
+
+class _Encoders:
+    """A pool of PNG-encoding processes fed through a shared-memory ring of batch slots."""
+
+    def __init__(self, workers: int, slot_shape: tuple[int, ...], compress_level: int) -> None:
+        self.slot_bytes = int(np.prod(slot_shape))
+        self.slots = 2 * workers + 2
+        self.shm = shared_memory.SharedMemory(create=True, size=self.slot_bytes * self.slots)
+        ctx = mp.get_context("spawn")  # no fork of a process whose threads hold locks
+        self.tasks, self.results = ctx.Queue(), ctx.Queue()
+        from .encode import worker_main
+
+        self.procs = [ctx.Process(target=worker_main, daemon=True,
+                                  args=(self.tasks, self.results, self.shm.name, self.slot_bytes, compress_level))
+                      for _ in range(workers)]
+        for p in self.procs:
+            p.start()
+        self.free = list(range(self.slots))
+        self.owner: dict[int, tuple[Any, int]] = {}
+
+    def submit(self, writer, first: int, images: np.ndarray, collect: Callable[[], None]) -> None:
+        while not self.free:
+            collect()
+        slot = self.free.pop()
+        view = np.ndarray(images.shape, dtype=np.uint8, buffer=self.shm.buf, offset=slot * self.slot_bytes)
+        view[...] = images
+        self.owner[slot] = (writer, first)
+        writer.pending += 1
+        self.tasks.put((slot, images.shape, first, writer.folder()))
+
+    def collect_one(self, timeout: float | None = None) -> Any:
+        """Wait for one finished batch and hand it to its shard writer; returns the writer."""
+        status, slot, payload = self.results.get(timeout=timeout)
+        writer, first = self.owner.pop(slot)
+        self.free.append(slot)
+        writer.pending -= 1
+        if status != "ok":
+            raise OSError(f"encoding shard {writer.shard} failed: {payload}")
+        writer.add_result(first, payload)
+        return writer
+
+    def close(self) -> None:
+        for _ in self.procs:
+            self.tasks.put(None)
+        for p in self.procs:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.terminate()
+                p.join()
+        self.tasks.cancel_join_thread()
+        self.results.cancel_join_thread()
+        self.shm.close()
+        self.shm.unlink()
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[list[int]]:
+    """Turn SIGINT/SIGTERM into a flag that the loop checks between batches (main thread only)."""
+    caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in previous:
+        signal.signal(s, lambda signum, frame: caught.append(signum))
+    try:
+        yield caught
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def generate(gen, out: str | os.PathLike, *, n: int, seed: int = 0, shard_size: int = 1000, fmt: str = "png",
+             shard_index: int = 0, num_shards: int = 1, workers: int | None = None, batch_size: int | None = None,
+             truncation: float | None = None, compress_level: int = 6,
+             progress: Callable[[int], None] | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Make this process's shards of a bulk run into `out`; returns a summary.
+
+    Args:
+        gen: a `ganserve.Generator`.
+        out: the output folder (shared by every process of the run).
+        n, seed, shard_size, fmt, truncation: the run (must match any earlier run into `out`).
+        shard_index, num_shards: this process's share: shards shard_index, +num_shards, ...
+        workers: PNG-encoding processes (default: the CPU count; 0 encodes in this process).
+        batch_size: images per forward pass (default: the backend's).
+        compress_level: zlib level of the PNGs (0-9).
+        progress: called with the number of images just finished.
+
+    Raises:
+        ValueError: bad parameters, or `out` holds another run.
+        Interrupted: SIGINT/SIGTERM; finished shards are kept, the current one is removed.
+        OSError: the folder cannot be written (full, read-only); no shard is recorded unfinished.
+    """
+    params = RunParams(n, seed, shard_size, fmt, truncation, gen.model_hash, gen.config.digest(), gen.image_shape)
+    params.check()
+    mine = shards_for(n, shard_size, shard_index, num_shards)
+    if not 0 <= compress_level <= 9:
+        raise ValueError(f"--png-compression must be in [0, 9], got {compress_level}")
+    out = Path(out)
+    prepare(out, params)
+    done = finished_shards(out)
+    todo = [s for s in mine if s not in done]
+    for shard in todo:
+        clean_unfinished(out, shard, fmt)
+    skipped = sum(shard_range(s, n, shard_size)[1] - shard_range(s, n, shard_size)[0] for s in mine if s in done)
+    if skipped:
+        log(f"{len(mine) - len(todo)} of this process's {len(mine)} shards are already finished; skipping them")
+        if progress:
+            progress(skipped)
+    batch = min(batch_size or gen.default_batch_size, shard_size)
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    encoders = _Encoders(workers, (batch, *gen.image_shape), compress_level) if fmt != "npz" and workers > 0 and todo else None
+    records: list[dict[str, Any]] = []
+    active: list[_ShardWriter] = []
+
+    def finish_ready() -> None:
+        while active and active[0].submitted and active[0].pending == 0:
+            records.append(active[0].finish())  # stays in `active` until done: aborted if it fails
+            active.pop(0)
+
+    def collect() -> None:
+        encoders.collect_one()
+        finish_ready()
+
+    try:
+        with _stop_on_signals() as caught:
+            for shard in todo:
+                writer = _WRITERS[fmt](out, shard, params)
+                active.append(writer)
+                for first in range(writer.start, writer.stop, batch):
+                    if caught:
+                        raise Interrupted(caught[0])
+                    count = min(batch, writer.stop - first)
+                    images = gen.sample(count, seed=seed, start=first, batch_size=count, truncation=truncation)
+                    _deliver(writer, first, images, encoders, collect, compress_level)
+                    if progress:
+                        progress(count)
+                writer.submitted = True
+                finish_ready()
+            while encoders is not None and any(w.pending for w in active):
+                collect()
+            finish_ready()
+    except BaseException:
+        if encoders is not None:  # stop the workers first: none may write into a folder being removed
+            encoders.close()
+            encoders = None
+        for writer in active:
+            writer.abort()
+        raise
+    finally:
+        if encoders is not None:
+            encoders.close()
+        with contextlib.suppress(OSError):
+            write_manifest(out)
+    made = sum(r["count"] for r in records)
+    return {"made": made, "skipped": skipped, "shards": len(records), "out": str(out),
+            "complete": finished_shards(out) >= set(range(params.num_shard_files))}
+
+
+def _deliver(writer, first: int, images: np.ndarray, encoders: _Encoders | None, collect, compress_level: int) -> None:
+    """Hand a batch to its shard: raw arrays for npz, the encoder pool or this process for PNGs."""
+    if isinstance(writer, _NpzShard):
+        writer.add_images(first, images)
+    elif encoders is not None:
+        encoders.submit(writer, first, images, collect)
+    else:  # workers=0: encode here
+        from .encode import encode_png
+
+        blobs = [encode_png(img, compress_level) for img in images]
+        if isinstance(writer, _PngShard):
+            for i, blob in enumerate(blobs):
+                Path(writer.folder(), f"{first + i:08d}.png").write_bytes(blob)
+            writer.add_result(first, [hashlib.sha256(b).hexdigest() for b in blobs])
+        else:
+            writer.add_result(first, (b"".join(blobs), [len(b) for b in blobs]))

@@ -1,0 +1,206 @@
+"""Bulk generation: shard arithmetic, any split == one run, resumable after SIGKILL, formats, refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ganserve import Generator
+from ganserve.batch import generate, shard_range, shards_for
+
+
+@pytest.fixture(scope="module")
+def gen(tiny_model_dir):
+    return Generator.load(tiny_model_dir, backend="numpy")
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` (relative name -> bytes), manifests' volatile parts excluded."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_shard_arithmetic():
+    assert shard_range(0, 25, 10) == (0, 10) and shard_range(2, 25, 10) == (20, 25)
+    assert shards_for(25, 10) == [0, 1, 2]
+    assert shards_for(95, 10, shard_index=1, num_shards=3) == [1, 4, 7]
+    assert shards_for(95, 10, shard_index=2, num_shards=3) == [2, 5, 8]
+    all_shards = sorted(s for i in range(4) for s in shards_for(1000, 7, i, 4))
+    assert all_shards == list(range(143))  # every shard exactly once
+    with pytest.raises(ValueError, match=r"--shard-index must be in \[0, 2\]"):
+        shards_for(95, 10, shard_index=3, num_shards=3)
+
+
+@pytest.mark.parametrize("fmt", ["png", "tar", "npz"])
+def test_k_shard_runs_equal_one_run(tmp_path, gen, fmt):
+    generate(gen, tmp_path / "one", n=23, shard_size=5, fmt=fmt, seed=4, workers=2, log=lambda _: None)
+    for i in range(3):
+        summary = generate(gen, tmp_path / "split", n=23, shard_size=5, fmt=fmt, seed=4, shard_index=i,
+                           num_shards=3, workers=1, log=lambda _: None)
+    assert summary["complete"]
+    assert tree(tmp_path / "one") == tree(tmp_path / "split")
+
+
+def test_files_are_the_generators_images(tmp_path, gen):
+    generate(gen, tmp_path / "o", n=12, shard_size=5, seed=2, workers=2, log=lambda _: None)
+    expected = gen.sample(12, seed=2, batch_size=5)  # the shards' batches: [0, 5), [5, 10), [10, 12)
+    files = sorted((tmp_path / "o").glob("shard-*/*.png"))
+    assert [f.name for f in files] == [f"{j:08d}.png" for j in range(12)]
+    for j, f in enumerate(files):
+        np.testing.assert_array_equal(np.asarray(Image.open(f)), expected[j, ..., 0])
+    records = [json.loads(x) for x in (tmp_path / "o" / "manifest.jsonl").read_text().splitlines()]
+    assert [(r["shard"], r["start"], r["stop"], r["count"]) for r in records] == [(0, 0, 5, 5), (1, 5, 10, 5),
+                                                                                  (2, 10, 12, 2)]
+    assert all(r["model_hash"] == gen.model_hash and len(r["sha256"]) == 64 for r in records)
+
+
+def test_tar_and_npz_read_back(tmp_path, gen):
+    generate(gen, tmp_path / "t", n=7, shard_size=4, fmt="tar", seed=1, workers=1, log=lambda _: None)
+    generate(gen, tmp_path / "z", n=7, shard_size=4, fmt="npz", seed=1, log=lambda _: None)
+    with tarfile.open(tmp_path / "t" / "shard-000001.tar") as tar:
+        names = tar.getnames()
+        assert names == ["00000004.png", "00000004.json", "00000005.png", "00000005.json", "00000006.png",
+                         "00000006.json"]
+        meta = json.loads(tar.extractfile("00000005.json").read())
+        assert meta["index"] == 5 and meta["seed"] == 1 and meta["model_hash"] == gen.model_hash
+        png = np.asarray(Image.open(tar.extractfile("00000005.png")))
+    with np.load(tmp_path / "z" / "shard-000001.npz") as data:
+        assert data["images"].dtype == np.uint8 and data["images"].shape == (3, 28, 28, 1)
+        np.testing.assert_array_equal(data["indices"], [4, 5, 6])
+        np.testing.assert_array_equal(data["images"][1, ..., 0], png)
+
+
+def test_rerun_skips_finished_shards(tmp_path, gen):
+    generate(gen, tmp_path / "o", n=10, shard_size=5, log=lambda _: None, workers=1)
+    before = tree(tmp_path / "o")
+    summary = generate(gen, tmp_path / "o", n=10, shard_size=5, log=lambda _: None, workers=1)
+    assert summary["made"] == 0 and summary["skipped"] == 10
+    assert tree(tmp_path / "o") == before
+
+
+@pytest.mark.parametrize("change,message", [
+    (dict(seed=1), "other parameters"),
+    (dict(shard_size=4), "other parameters"),
+    (dict(fmt="tar"), "other parameters"),
+    (dict(truncation=0.5), "other parameters"),
+])
+def test_refuses_to_mix_runs(tmp_path, gen, change, message):
+    generate(gen, tmp_path / "o", n=10, shard_size=5, log=lambda _: None, workers=0)
+    args = dict(n=10, shard_size=5, log=lambda _: None, workers=0)
+    args.update(change)
+    with pytest.raises(ValueError, match=message):
+        generate(gen, tmp_path / "o", **args)
+
+
+def test_refuses_another_model(tmp_path, gen):
+    generate(gen, tmp_path / "o", n=4, shard_size=2, log=lambda _: None, workers=0)
+    other = Generator.load(backend="numpy")  # the shipped model
+    with pytest.raises(ValueError, match="another model"):
+        generate(other, tmp_path / "o", n=4, shard_size=2, log=lambda _: None, workers=0)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(n=0), "--n must be in"),
+    (dict(shard_size=0), "--shard-size must be in"),
+    (dict(fmt="jpeg"), "unknown --format 'jpeg'"),
+    (dict(shard_index=5, num_shards=2), "--shard-index must be in"),
+    (dict(num_shards=0), "--num-shards must be in"),
+])
+def test_bad_parameters(tmp_path, gen, kwargs, message):
+    args = dict(n=10, shard_size=5, log=lambda _: None)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        generate(gen, tmp_path / "o", **args)
+    assert not (tmp_path / "o").exists()
+
+
+def _cmd(model, out, *extra):
+    return [sys.executable, "-m", "ganserve", "generate", str(model), "--n", "300", "--shard-size", "10",
+            "--out", str(out), "--backend", "numpy", "--batch-size", "4", "--workers", "1", *extra]
+
+
+def _wait_for_records(out: Path, count: int, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if len(list((out / "manifest").glob("shard-*.json"))) >= count:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"no {count} finished shards in {timeout} s")
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_equals_a_clean_run(tmp_path, tiny_model_dir):
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(_cmd(tiny_model_dir, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for_records(out, 3)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    subprocess.run(_cmd(tiny_model_dir, out), check=True, capture_output=True, timeout=300)
+    subprocess.run(_cmd(tiny_model_dir, tmp_path / "clean"), check=True, capture_output=True, timeout=300)
+    assert tree(out) == tree(tmp_path / "clean")
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 128 + 15), (signal.SIGINT, 128 + 2)])
+def test_sigterm_and_sigint_stop_cleanly(tmp_path, tiny_model_dir, signum, code):
+    out = tmp_path / "o"
+    proc = subprocess.Popen(_cmd(tiny_model_dir, out, "--format", "tar"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    _wait_for_records(out, 2)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("the run finished before the signal arrived")
+    assert proc.returncode == code
+    assert "run the same command again to resume" in err
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+    records = {json.loads(p.read_text())["path"] for p in (out / "manifest").glob("shard-*.json")}
+    assert records == {p.name for p in out.glob("shard-*.tar")}  # every shard on disk is recorded, and back
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys, tiny_model_dir):
+    from ganserve.cli import main
+
+    for args, message in [(["--n", "-5"], "--n must be in"), (["--format", "gif"], "unknown --format 'gif'"),
+                          (["--shard-index", "3", "--num-shards", "2"], "--shard-index must be in"),
+                          (["--shard-size", "0"], "--shard-size must be in")]:
+        code = main(["generate", str(tiny_model_dir), "--n", "10", "--out", str(tmp_path / "o"), *args])
+        err = capsys.readouterr().err
+        assert code == 1 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_unwritable_output(tmp_path, capsys, tiny_model_dir):
+    from ganserve.cli import main
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code = main(["generate", str(tiny_model_dir), "--n", "4", "--out", str(blocker / "sub")])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("error: ") and "file" in err
+
+
+def test_full_disk_records_no_unfinished_shard(tmp_path, gen):
+    full = tmp_path / "full"
+    full.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(full)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here")
+    try:
+        with pytest.raises(OSError):
+            generate(gen, full / "o", n=400, shard_size=50, fmt="npz", log=lambda _: None)
+        recorded = [json.loads(p.read_text()) for p in (full / "o" / "manifest").glob("shard-*.json")]
+        for r in recorded:  # whatever is recorded is whole on disk
+            with np.load(full / "o" / r["path"]) as data:
+                assert len(data["indices"]) == r["count"]
+        assert not [p for p in (full / "o").rglob("*") if p.name.endswith(".tmp")]
+    finally:
+        subprocess.run(["umount", str(full)], check=False)
