@@ -26,8 +26,18 @@ import numpy as np
 
 from ganserve.backends import create_backend
 from ganserve.latents import make_latents
-from ganserve.model_io import (CONFIG_NAME, ENGINE_NAME, ONNX_FP16_NAME, ONNX_NAME, WEIGHTS_NAME, Model,
-                               check_weights, list_shipped_models, load_model, save_model)
+from ganserve.model_io import (
+    CONFIG_NAME,
+    ENGINE_NAME,
+    ONNX_FP16_NAME,
+    ONNX_NAME,
+    WEIGHTS_NAME,
+    Model,
+    check_weights,
+    list_shipped_models,
+    load_model,
+    save_model,
+)
 
 FP32_TOLERANCE = 1e-4
 FP16_TOLERANCE = 3e-2
@@ -126,12 +136,13 @@ def _from_checkpoint(path: Path, which: str) -> Model:
         import torch
     except ImportError as e:
         raise ImportError("exporting a checkpoint needs torch: pip install 'ganserve[train]'") from e
-    from ganserve.config import GeneratorConfig
-    from ganserve.errors import ModelFormatError
-    from ganserve.torch_model import build_generator, export_weights, load_weights
     from ganserve.training.checkpoint import load_checkpoint
     from ganserve.training.loop import inference_generator
     from ganserve.training.options import TrainOptions
+
+    from ganserve.config import GeneratorConfig
+    from ganserve.errors import ModelFormatError
+    from ganserve.torch_model import build_generator, export_weights, load_weights
 
     state = load_checkpoint(path)
     try:

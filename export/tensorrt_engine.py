@@ -26,7 +26,6 @@ import struct
 from pathlib import Path
 from typing import Any
 
-
 from ganserve import __version__
 from ganserve._files import atomic_path, write_bytes
 from ganserve.backends._cuda import compute_capability, gpu_name

@@ -40,6 +40,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from ._files import atomic_path, dumps_json, fsync_dir, temp_name, write_json
+from ._system import usable_cpus
 from .latents import check_index, check_truncation
 
 FORMATS = ("png", "tar", "npz")
@@ -175,8 +176,8 @@ def write_manifest(out: Path) -> Path:
 
 
 class _ShardWriter:
-    def __init__(self, out: Path, shard: int, params: RunParams) -> None:
-        self.out, self.shard, self.params = out, shard, params
+    def __init__(self, out: Path, shard: int, params: RunParams, batch: int) -> None:
+        self.out, self.shard, self.params, self.batch = out, shard, params, batch
         self.start, self.stop = shard_range(shard, params.n, params.shard_size)
         self.final = out / shard_name(shard, params.format)
         self.tmp = temp_name(self.final)
@@ -211,7 +212,7 @@ class _PngShard(_ShardWriter):
         self.tmp.mkdir()
         self.digests: dict[int, list[str]] = {}
 
-    def folder(self) -> str:
+    def destination(self) -> str:
         return str(self.tmp)
 
     def add_result(self, first: int, digests: list[str]) -> None:
@@ -227,41 +228,35 @@ class _PngShard(_ShardWriter):
 
 
 class _TarShard(_ShardWriter):
-    """WebDataset-style tar: {key}.png and {key}.json per image, in index order."""
+    """WebDataset-style tar: {key}.png and {key}.json per image, in index order. The workers make
+    the members of each batch; this writes them in order and ends the archive as tarfile does."""
 
     def __init__(self, *args) -> None:
         super().__init__(*args)
         self.file = open(self.tmp, "wb")
         self.hash = hashlib.sha256()
-        self.tar = tarfile.open(fileobj=_HashingWriter(self.file, self.hash), mode="w", format=tarfile.PAX_FORMAT)
-        self.waiting: dict[int, tuple[bytes, list[int]]] = {}
+        self.waiting: dict[int, bytes] = {}
         self.next = self.start
+        self.size = 0
 
-    def folder(self) -> None:
-        return None  # workers send the PNG bytes back
+    def destination(self) -> dict[str, Any]:
+        p = self.params
+        return {"seed": p.seed, "truncation": p.truncation, "model_hash": p.model_hash}
 
-    def add_result(self, first: int, blob: tuple[bytes, list[int]]) -> None:
-        self.waiting[first] = blob
+    def add_result(self, first: int, entries: bytes) -> None:
+        self.waiting[first] = entries
         while self.next in self.waiting:  # write batches in index order
-            data, sizes = self.waiting.pop(self.next)
-            offset = 0
-            for i, size in enumerate(sizes):
-                index = self.next + i
-                key = f"{index:08d}"
-                meta = {"index": index, "seed": self.params.seed, "truncation": self.params.truncation,
-                        "model_hash": self.params.model_hash}
-                self._add(f"{key}.png", data[offset:offset + size])
-                self._add(f"{key}.json", json.dumps(meta, sort_keys=True).encode())
-                offset += size
-            self.next += len(sizes)
+            self._write(self.waiting.pop(self.next))
+            self.next = min(self.stop, self.next + self.batch)
 
-    def _add(self, name: str, data: bytes) -> None:
-        info = tarfile.TarInfo(name)
-        info.size, info.mode, info.mtime = len(data), 0o644, 0  # no timestamps: identical bytes on re-runs
-        self.tar.addfile(info, io.BytesIO(data))
+    def _write(self, data: bytes) -> None:
+        self.hash.update(data)
+        self.file.write(data)
+        self.size += len(data)
 
     def finish(self) -> dict[str, Any]:
-        self.tar.close()
+        end = 2 * tarfile.BLOCKSIZE  # two zero blocks, then zeros up to a whole record
+        self._write(b"\0" * (end + (-(self.size + end) % tarfile.RECORDSIZE)))
         self.file.flush()
         os.fsync(self.file.fileno())
         self.file.close()
@@ -271,20 +266,6 @@ class _TarShard(_ShardWriter):
         with contextlib.suppress(Exception):
             self.file.close()
         super().abort()
-
-
-class _HashingWriter:
-    """A file object that hashes what passes through it."""
-
-    def __init__(self, file, h) -> None:
-        self.file, self.h = file, h
-
-    def write(self, data: bytes) -> int:
-        self.h.update(data)
-        return self.file.write(data)
-
-    def tell(self) -> int:
-        return self.file.tell()
 
 
 class _NpzShard(_ShardWriter):
@@ -341,7 +322,7 @@ class _Encoders:
         view[...] = images
         self.owner[slot] = (writer, first)
         writer.pending += 1
-        self.tasks.put((slot, images.shape, first, writer.folder()))
+        self.tasks.put((slot, images.shape, first, writer.destination()))
 
     def collect_one(self, timeout: float | None = None) -> Any:
         """Wait for one finished batch and hand it to its shard writer; returns the writer."""
@@ -423,7 +404,7 @@ def generate(gen, out: str | os.PathLike, *, n: int, seed: int = 0, shard_size: 
         if progress:
             progress(skipped)
     batch = min(batch_size or gen.default_batch_size, shard_size)
-    workers = (os.cpu_count() or 1) if workers is None else workers
+    workers = usable_cpus() if workers is None else workers
     encoders = _Encoders(workers, (batch, *gen.image_shape), compress_level) if fmt != "npz" and workers > 0 and todo else None
     records: list[dict[str, Any]] = []
     active: list[_ShardWriter] = []
@@ -440,7 +421,7 @@ def generate(gen, out: str | os.PathLike, *, n: int, seed: int = 0, shard_size: 
     try:
         with _stop_on_signals() as caught:
             for shard in todo:
-                writer = _WRITERS[fmt](out, shard, params)
+                writer = _WRITERS[fmt](out, shard, params, batch)
                 active.append(writer)
                 for first in range(writer.start, writer.stop, batch):
                     if caught:
@@ -479,12 +460,12 @@ def _deliver(writer, first: int, images: np.ndarray, encoders: _Encoders | None,
     elif encoders is not None:
         encoders.submit(writer, first, images, collect)
     else:  # workers=0: encode here
-        from .encode import encode_png
+        from .encode import encode_png, tar_entries
 
         blobs = [encode_png(img, compress_level) for img in images]
         if isinstance(writer, _PngShard):
             for i, blob in enumerate(blobs):
-                Path(writer.folder(), f"{first + i:08d}.png").write_bytes(blob)
+                Path(writer.destination(), f"{first + i:08d}.png").write_bytes(blob)
             writer.add_result(first, [hashlib.sha256(b).hexdigest() for b in blobs])
         else:
-            writer.add_result(first, (b"".join(blobs), [len(b) for b in blobs]))
+            writer.add_result(first, tar_entries(blobs, first, writer.destination()))

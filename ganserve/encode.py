@@ -1,9 +1,10 @@
 """PNG encoding in worker processes, fed through shared memory (no pickled images).
 
 The parent writes a uint8 batch into a slot of a shared-memory ring and sends the worker a small
-task tuple (slot, shape, first global index, where to put the files). The worker encodes each
-image with Pillow and either writes ``{index:08d}.png`` files itself or sends the PNG bytes back
-as one blob per batch (for tar shards, which the parent writes in order).
+task tuple (slot, shape, first global index, destination). The worker encodes each image with
+Pillow and either writes ``{index:08d}.png`` files into a folder itself, or, for tar shards,
+sends back the batch's tar entries (``{key}.png`` and ``{key}.json``) as one blob of bytes that
+the parent appends to the shard in index order.
 
 This module imports only NumPy and Pillow, so workers start fast.
 """
@@ -30,6 +31,7 @@ def encode_png(image: np.ndarray, compress_level: int) -> bytes:
 
 def worker_main(tasks, results, shm_name: str, slot_bytes: int, compress_level: int) -> None:
     """Loop: take a task, encode its batch, answer. A None task ends the worker."""
+    os.nice(10)  # the generator is the bottleneck: encoders take the cycles it leaves
     shm = shared_memory.SharedMemory(name=shm_name)
     try:
         while True:
@@ -44,14 +46,31 @@ def worker_main(tasks, results, shm_name: str, slot_bytes: int, compress_level: 
         shm.close()
 
 
+def tar_entries(blobs: list[bytes], first: int, meta: dict[str, Any]) -> bytes:
+    """Tar members {key}.png and {key}.json for images first, first+1, ... (no end-of-archive
+    marker: the parent concatenates batches and closes the archive)."""
+    import json
+    import tarfile
+
+    parts = []
+    for i, blob in enumerate(blobs):
+        key = f"{first + i:08d}"
+        note = json.dumps({"index": first + i, **meta}, sort_keys=True).encode()
+        for name, data in ((f"{key}.png", blob), (f"{key}.json", note)):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o644, 0  # no timestamps: identical re-runs
+            parts += [info.tobuf(format=tarfile.PAX_FORMAT), data, b"\0" * (-len(data) % tarfile.BLOCKSIZE)]
+    return b"".join(parts)
+
+
 def _run(task: tuple, shm, slot_bytes: int, compress_level: int) -> tuple[int, Any]:
-    slot, shape, first, folder = task
+    slot, shape, first, destination = task
     count = shape[0]
     images = np.ndarray(shape, dtype=np.uint8, buffer=shm.buf, offset=slot * slot_bytes)
     blobs = [encode_png(images[i], compress_level) for i in range(count)]
-    if folder is None:  # send the bytes back: one blob, with the offsets
-        sizes = [len(b) for b in blobs]
-        return slot, (b"".join(blobs), sizes)
+    if isinstance(destination, dict):  # tar: the entries as bytes, with their metadata
+        return slot, tar_entries(blobs, first, destination)
+    folder = destination
     digests = []
     for i, blob in enumerate(blobs):
         path = os.path.join(folder, f"{first + i:08d}.png")

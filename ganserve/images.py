@@ -69,3 +69,25 @@ def save_image(image: np.ndarray, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp:
         to_pil(image).save(tmp, format=fmt)
     return path
+
+
+def upscale(images: np.ndarray, scale: int | None, min_size: int = 1) -> np.ndarray:
+    """uint8 (n, H*s, W*s, C) by nearest neighbour; `scale` None picks s so both sides reach `min_size`."""
+    if scale is None:
+        scale = max(1, math.ceil(min_size / min(images.shape[1:3])))
+    if scale < 1:
+        raise ValueError(f"--scale must be at least 1, got {scale}")
+    return images.repeat(scale, axis=1).repeat(scale, axis=2)
+
+
+def save_gif(frames: np.ndarray, path: str | os.PathLike, duration: int) -> Path:
+    """An animated GIF of uint8 frames (n, H, W, C), `duration` ms each, looping forever; atomically.
+
+    Pillow merges identical consecutive frames (adding up their durations), so a walk that stands
+    still has fewer frames in the file than it rendered.
+    """
+    path = Path(path)
+    pictures = [to_pil(frame) for frame in frames]
+    with atomic_path(path) as tmp:
+        pictures[0].save(tmp, format="GIF", save_all=True, append_images=pictures[1:], duration=duration, loop=0)
+    return path

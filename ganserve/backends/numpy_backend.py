@@ -19,17 +19,17 @@ This backend is what every other backend is tested against.
 
 from __future__ import annotations
 
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import numpy as np
 
+from .._system import usable_cpus
 from ..config import param_shapes
+from ..errors import BackendUnavailableError
 from ..fold import batch_norm_affine, fold_batch_norm
 from ..images import to_uint8
-from ..errors import BackendUnavailableError
 from .base import Backend
 
 Op = Callable[[np.ndarray], np.ndarray]
@@ -64,7 +64,7 @@ class NumpyBackend(Backend):
             params = {name: weights[f"layers.{i}.{name}"] for name in param_shapes(spec)}
             self.ops.append(_BUILDERS[spec["type"]](spec, params, shapes[i], shapes[i + 1]))
         self.chunk = max(1, (workspace_mb << 20) // _bytes_per_sample(folded))
-        self.threads = threads or os.cpu_count() or 1
+        self.threads = threads or usable_cpus()
         self._pool: ThreadPoolExecutor | None = None
         self._blas = None
         self._lock = threading.Lock()

@@ -9,11 +9,11 @@ in memory (which needs the ``onnx`` package).
 from __future__ import annotations
 
 import importlib.util
-import os
 from typing import Any
 
 import numpy as np
 
+from .._system import usable_cpus
 from ..errors import BackendUnavailableError, ModelFormatError, missing_package
 from ..model_io import ONNX_FP16_NAME, ONNX_NAME, Model
 from ._cuda import cuda_device_count
@@ -81,7 +81,7 @@ class OnnxRuntimeBackend(Backend):
         self.precision = precision
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.intra_op_num_threads = threads or usable_cpus()
         options.log_severity_level = 3  # errors only
         providers: list[Any] = ["CPUExecutionProvider"]
         if use_cuda:

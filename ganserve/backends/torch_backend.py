@@ -13,6 +13,7 @@ import numpy as np
 from ..errors import BackendUnavailableError, missing_package
 from ..fold import fold_batch_norm
 from ..model_io import Model
+from ._cuda import cuda_device_count
 from .base import Backend
 
 
@@ -36,7 +37,8 @@ class TorchBackend(Backend):
             raise missing_package("torch", "torch", "the torch backend")
         if device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
-        if device == "cuda" and not _torch().cuda.is_available():
+        if device == "cuda" and (cuda_device_count() == 0 or not _torch().cuda.is_available()):
+            # the driver is asked first: importing torch takes a second or more
             raise BackendUnavailableError("the torch backend on CUDA needs a CUDA build of torch and a GPU")
 
     def __init__(self, model: Model, device: str = "auto", compile: bool = False, precision: str = "fp32",

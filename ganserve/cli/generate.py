@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from . import app
-from .runtime import BACKEND_OPT, MODEL_ARG, progress
+from .options import BACKEND_OPT, MODEL_ARG, TRUNCATION_OPT, progress
 
 
 @app.command()
@@ -27,7 +26,7 @@ def generate(
     backend: str = BACKEND_OPT,
     workers: Optional[int] = typer.Option(None, "--workers", "-w", help="PNG encoding processes (default: CPUs)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size"),
-    truncation: Optional[float] = typer.Option(None, "--truncation", "--psi"),
+    truncation: Optional[float] = TRUNCATION_OPT,
     png_compression: int = typer.Option(6, "--png-compression", help="zlib level 0-9."),
 ) -> None:
     """Generate N images in shards; re-running the same command resumes (finished shards are kept)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Optional
 
@@ -10,10 +9,9 @@ import numpy as np
 import typer
 
 from . import app
-from .runtime import BACKEND_OPT, MODEL_ARG
+from .options import BACKEND_OPT, MODEL_ARG, TRUNCATION_OPT, check_positive, parse_ints
 
 GIF_MIN_SIZE = 128  # default GIF upscaling makes frames at least this many pixels on a side
-TRUNCATION_OPT = typer.Option(None, "--truncation", "--psi", help="Draw latents from a normal truncated at psi.")
 SCALE_HELP = "Integer upscale factor, nearest neighbour (default: {})."
 
 
@@ -36,7 +34,7 @@ def interpolate(
 ) -> None:
     """Walk through the latents of several seeds: an animated GIF or a strip of frames."""
     from ..generator import Generator
-    from ..images import image_format, make_grid, save_image
+    from ..images import image_format, make_grid, save_gif, save_image, upscale
 
     keyframes = [(seed, index) for seed in parse_ints(seeds, "--seeds")]
     if len(keyframes) < 2:
@@ -78,7 +76,7 @@ def arithmetic(
     result and its neighbours, so the first column reads a, b, c, result.
     """
     from ..generator import Generator
-    from ..images import image_format, make_grid, save_image
+    from ..images import image_format, make_grid, save_image, upscale
 
     groups = [(w, parse_ints(text, name)) for w, text, name in ((1.0, a, "--a"), (-1.0, b, "--b"), (1.0, c, "--c"))
               if text is not None]
@@ -95,48 +93,3 @@ def arithmetic(
     save_image(make_grid(upscale(tiles, scale), nrow=cols), out)
     formula = " ".join(f"{'-' if w < 0 else '+'} mean({name})" for (w, _), name in zip(groups, "abc"))
     typer.echo(f"wrote {formula.lstrip('+ ')} and {neighbors} neighbours (jitter {jitter}) to {out}")
-
-
-# --- helpers
-
-
-def parse_ints(text: str, option: str) -> list[int]:
-    """A comma-separated list of non-negative ints, such as "1,2,3", else a ValueError naming `option`."""
-    if not text.strip():
-        raise ValueError(f"{option} is empty; give comma-separated indices such as 1,2,3")
-    try:
-        values = [int(part) for part in text.split(",")]
-    except ValueError:
-        raise ValueError(f"{option} must be comma-separated non-negative ints such as 1,2,3, got {text!r}") from None
-    if min(values) < 0:
-        raise ValueError(f"{option} must be comma-separated non-negative ints such as 1,2,3, got {text!r}")
-    return values
-
-
-def check_positive(value: int, option: str) -> int:
-    if value < 1:
-        raise ValueError(f"{option} must be at least 1, got {value}")
-    return value
-
-
-def upscale(images: np.ndarray, scale: int | None, min_size: int = 1) -> np.ndarray:
-    """uint8 (n, H*s, W*s, C) by nearest neighbour; `scale` None picks s so both sides reach `min_size`."""
-    if scale is None:
-        scale = max(1, math.ceil(min_size / min(images.shape[1:3])))
-    check_positive(scale, "--scale")
-    return images.repeat(scale, axis=1).repeat(scale, axis=2)
-
-
-def save_gif(frames: np.ndarray, path: Path, duration: int) -> Path:
-    """An animated GIF of uint8 frames (n, H, W, C), `duration` ms each, looping forever; atomically.
-
-    Pillow merges identical consecutive frames (adding up their durations), so a walk that stands
-    still has fewer frames in the file than it rendered.
-    """
-    from ..images import to_pil
-    from .._files import atomic_path
-
-    pictures = [to_pil(frame) for frame in frames]
-    with atomic_path(path) as tmp:
-        pictures[0].save(tmp, format="GIF", save_all=True, append_images=pictures[1:], duration=duration, loop=0)
-    return path

@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from . import app
-
-MODEL_ARG = typer.Argument(None, help="Model directory or shipped model name (default: the shipped model).")
-BACKEND_OPT = typer.Option("auto", "--backend", "-b", help="numpy, onnxruntime, torch, tensorrt or auto.")
-
-
-def progress(total: int, desc: str, unit: str = "img"):
-    """A progress bar on stderr, shown for long runs only."""
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, mininterval=0.5, delay=1.0,
-                dynamic_ncols=True)
+from .options import BACKEND_OPT, MODEL_ARG, TRUNCATION_OPT, parse_ints, progress
 
 
 @app.command()
@@ -32,15 +21,13 @@ def sample(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write one PNG per image here ({index:08d}.png)."),
     grid: Optional[Path] = typer.Option(None, "--grid", help="Write all images tiled into this one image file."),
     nrow: Optional[int] = typer.Option(None, "--nrow", help="Images per grid row (default: square)."),
-    truncation: Optional[float] = typer.Option(None, "--truncation", "--psi",
-                                               help="Draw latents from a normal truncated at psi."),
+    truncation: Optional[float] = TRUNCATION_OPT,
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per forward pass."),
     backend: str = BACKEND_OPT,
 ) -> None:
     """Sample images from a generator: PNG files and/or one grid image (default: samples.png)."""
     from ..generator import Generator
     from ..images import image_format, make_grid, save_image
-
     from ..latents import check_index, check_truncation
 
     check_index(n, "n", minimum=1)
@@ -127,7 +114,7 @@ def bench(
     from ..benchmark import compare_backends, format_table
     from ..model_io import load_model
 
-    sizes = _int_list(batch, "--batch")
+    sizes = parse_ints(batch, "--batch", minimum=1)
     if rounds < 1 or seconds <= 0:
         raise ValueError("--rounds must be >= 1 and --seconds > 0")
     names = None if backends is None else [b.strip() for b in backends.split(",") if b.strip()]
@@ -142,13 +129,3 @@ def bench(
     for size in sizes:
         results = compare_backends(m, chosen, batch=size, rounds=rounds, min_seconds=seconds)
         typer.echo(format_table(results, reference="numpy"))
-
-
-def _int_list(text: str, option: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ValueError(f"{option} must be comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise ValueError(f"{option} must list positive integers, got {text!r}")
-    return values

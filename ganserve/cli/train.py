@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from . import app
+from .options import BACKEND_OPT, MODEL_ARG, TRUNCATION_OPT
 
 
 def _torch_or_hint() -> None:
@@ -66,12 +67,12 @@ def train(
 
 @app.command("eval")
 def eval_(
-    model: Optional[str] = typer.Argument(None, help="Model directory or shipped name (default: shipped)."),
+    model: Optional[str] = MODEL_ARG,
     data: str = typer.Option("fashion-mnist", "--data", "-d", help="Real data to compare with."),
     samples: int = typer.Option(10_000, "--samples", "-n"),
     seed: int = typer.Option(0, "--seed"),
-    truncation: Optional[float] = typer.Option(None, "--truncation", "--psi"),
-    backend: str = typer.Option("auto", "--backend", "-b"),
+    truncation: Optional[float] = TRUNCATION_OPT,
+    backend: str = BACKEND_OPT,
     calibrate: bool = typer.Option(False, "--calibrate", help="Also score real test images, sharp and blurred."),
     inception_weights: Optional[Path] = typer.Option(
         None, "--inception-weights", help="Also compute the standard Inception FID with these local weights."),

@@ -1,0 +1,40 @@
+"""Arguments and small parsers shared by the commands."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+MODEL_ARG = typer.Argument(None, help="Model directory or shipped model name (default: the shipped model).")
+BACKEND_OPT = typer.Option("auto", "--backend", "-b", help="numpy, onnxruntime, torch, tensorrt or auto.")
+TRUNCATION_OPT = typer.Option(None, "--truncation", "--psi",
+                              help="Draw latents from a normal truncated at psi (> 0); see docs/latent.md.")
+
+
+def progress(total: int, desc: str, unit: str = "img"):
+    """A progress bar on stderr, shown for long runs only."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, mininterval=0.5, delay=1.0,
+                dynamic_ncols=True)
+
+
+def parse_ints(text: str, option: str, minimum: int = 0) -> list[int]:
+    """A comma-separated list of ints >= `minimum`, such as "1,2,3", else a ValueError naming `option`."""
+    if not text.strip():
+        raise ValueError(f"{option} is empty; give comma-separated integers such as 1,2,3")
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or min(values) < minimum:
+        kind = {0: "non-negative ints", 1: "positive ints"}.get(minimum, f"ints >= {minimum}")
+        raise ValueError(f"{option} must be comma-separated {kind} such as 1,2,3, got {text!r}")
+    return values
+
+
+def check_positive(value: int, option: str) -> int:
+    if value < 1:
+        raise ValueError(f"{option} must be at least 1, got {value}")
+    return value
