@@ -19,6 +19,7 @@ import tempfile
 import time
 
 from ganserve import Generator, create_config, save_model
+from ganserve._system import usable_cpus
 from ganserve.batch import generate
 from ganserve.benchmark import random_model
 from ganserve.encode import encode_png
@@ -38,10 +39,14 @@ def main() -> None:
     parser.add_argument("--backend", default="numpy")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--png-compression", type=int, default=6)
+    parser.add_argument("--batch-size", type=int, help="images per forward pass (default: the backend's)")
+    parser.add_argument("--format", default="png", choices=["png", "tar"])
+    parser.add_argument("--dir", help="where the pipeline writes (default: a temporary folder on the default "
+                                      "disk); /dev/shm takes the filesystem's per-file cost out")
     args = parser.parse_args()
-    cores = os.cpu_count() or 1
+    cores = usable_cpus()
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         model_dir = args.model
         if model_dir is None:
             model = random_model(create_config(args.preset))
@@ -54,7 +59,7 @@ def main() -> None:
             pool.map(_encode_chunk, chunks[:cores])  # start the workers
             for r in range(args.rounds):
                 start = time.perf_counter()
-                for first, _ in gen.iter_batches(args.n, seed=r, start=0):
+                for first, _ in gen.iter_batches(args.n, seed=r, start=0, batch_size=args.batch_size):
                     pass
                 G.append(args.n / (time.perf_counter() - start))
                 start = time.perf_counter()
@@ -62,18 +67,23 @@ def main() -> None:
                 E.append(len(images) / (time.perf_counter() - start))
                 out = os.path.join(tmp, f"run{r}")
                 start = time.perf_counter()
-                generate(gen, out, n=args.n, seed=r, shard_size=args.shard_size, fmt="png", workers=cores,
+                generate(gen, out, n=args.n, seed=r, shard_size=args.shard_size, fmt=args.format, workers=cores,
+                         batch_size=args.batch_size,
                          compress_level=args.png_compression, log=lambda _: None)
                 P.append(args.n / (time.perf_counter() - start))
-                print(f"round {r + 1}: G {G[-1]:.0f}, E {E[-1]:.0f}, pipeline {P[-1]:.0f} images/s")
+                print(f"round {r + 1}: G {G[-1]:.0f}, E {E[-1]:.0f}, pipeline {P[-1]:.0f} images/s, "
+                      f"{100 * P[-1] * (1 / G[-1] + 1 / E[-1]):.0f}% of that round's ceiling")
     g, e, p = statistics.median(G), statistics.median(E), statistics.median(P)
     ceiling = 1 / (1 / g + 1 / e)
+    ratios = sorted(pr * (1 / gr + 1 / er) for gr, er, pr in zip(G, E, P))  # each round against its own ceiling
     print(f"\n{args.model or args.preset} with the {gen.backend} backend, {cores} cores, n={args.n}, PNG level "
-          f"{args.png_compression}")
+          f"{args.png_compression}, format {args.format}, written to {args.dir or tempfile.gettempdir()}")
     print(f"generation alone (G)      {g:8.0f} images/s")
     print(f"PNG encoding alone (E)    {e:8.0f} images/s")
     print(f"ceiling 1/(1/G + 1/E)     {ceiling:8.0f} images/s")
     print(f"pipeline                  {p:8.0f} images/s = {100 * p / ceiling:.0f}% of the ceiling")
+    print(f"per round: {', '.join(f'{100 * x:.0f}%' for x in ratios)} of that round's ceiling "
+          f"(median {100 * statistics.median(ratios):.0f}%)")
 
 
 if __name__ == "__main__":

@@ -19,8 +19,16 @@ def _random_inception_weights(path):
     with pytest.raises(RuntimeError):  # builds every layer, then fails to load the empty state dict
         net.__init__("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(empty))
     torch.manual_seed(0)
-    torch.save({k: torch.randn_like(v) * 0.05 if v.is_floating_point() else v for k, v in net.state_dict().items()},
-               path)
+    state = {}
+    for key, value in net.state_dict().items():
+        if value.ndim > 1:  # conv / linear weights: He-scaled, so that activations neither vanish nor explode
+            value = torch.randn_like(value) * (2.0 / value[0].numel()) ** 0.5
+        elif key.endswith(("running_var", ".weight")):  # batch-norm variance and scale
+            value = torch.ones_like(value)
+        elif value.is_floating_point():  # means and biases
+            value = torch.zeros_like(value)
+        state[key] = value
+    torch.save(state, path)
     return path
 
 
@@ -33,8 +41,9 @@ def test_inception_fid_runs_on_local_weights(tmp_path):
     b = rng.integers(0, 256, (20, 28, 28, 1), dtype=np.uint8)
     same = inception_fid(a, a, weights)
     different = inception_fid(a, np.clip(b // 4, 0, 255).astype(np.uint8), weights)
-    assert abs(same) < 1e-6
-    assert different > same
+    assert np.isfinite(same) and np.isfinite(different)
+    assert abs(same) < 1e-3 * different
+    assert different > 0
 
 
 def test_inception_fid_refuses_pickled_code(tmp_path):

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-FASHION_MNIST_DIR = Path(os.environ.get("GANSERVE_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
+FASHION_MNIST_DIR = Path(os.environ.get("GANSERVE_FASHION_MNIST") or "/usr/share/datasets/fashion-mnist")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif"}
 
 
