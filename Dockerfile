@@ -15,7 +15,8 @@
 # tests/container/build_and_run.sh.
 #
 # Build arguments:
-#   BASE_IMAGE  base of the CPU image; it must provide python3 (>= 3.10) with the venv module
+#   BASE_IMAGE  base of the CPU image; it must provide python3 >= 3.11 (the build reads pyproject.toml
+#               with tomllib) and its venv module
 #   CUDA_IMAGE  base of the GPU image (Ubuntu with CUDA 13 + cuDNN 9, what onnxruntime-gpu is built for)
 #   TENSORRT    GPU image only: pip requirement(s) for TensorRT, e.g. tensorrt-cu13 (default: none)
 

@@ -60,3 +60,23 @@ def fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def sync_filesystem(path: Path) -> None:
+    """Flush every file written on the filesystem that holds `path` (Linux `syncfs`; elsewhere
+    `os.sync`). One call makes a folder of many new files durable at a fraction of the cost of
+    fsyncing each one."""
+    try:
+        import ctypes
+
+        syncfs = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError, TypeError):  # no syncfs (not Linux)
+        if hasattr(os, "sync"):
+            os.sync()
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if syncfs(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)

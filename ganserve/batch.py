@@ -39,7 +39,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from ._files import atomic_path, dumps_json, fsync_dir, temp_name, write_json
+from ._files import atomic_path, dumps_json, fsync_dir, sync_filesystem, temp_name, write_json
 from ._system import usable_cpus
 from .latents import check_index, check_truncation
 
@@ -223,7 +223,7 @@ class _PngShard(_ShardWriter):
         for first in sorted(self.digests):
             for i, digest in enumerate(self.digests[first]):
                 h.update(f"{first + i:08d}.png {digest}\n".encode())
-        fsync_dir(self.tmp)
+        sync_filesystem(self.tmp)  # the workers' files are on disk before the shard is recorded
         return self.commit(h.hexdigest())
 
 
@@ -304,13 +304,14 @@ class _Encoders:
         self.shm = shared_memory.SharedMemory(create=True, size=self.slot_bytes * self.slots)
         ctx = mp.get_context("spawn")  # no fork of a process whose threads hold locks
         self.tasks, self.results = ctx.Queue(), ctx.Queue()
-        from .encode import worker_main
+        from .encode import WORKER_ENVIRONMENT, worker_main
 
         self.procs = [ctx.Process(target=worker_main, daemon=True,
                                   args=(self.tasks, self.results, self.shm.name, self.slot_bytes, compress_level))
                       for _ in range(workers)]
-        for p in self.procs:
-            p.start()
+        with environment(WORKER_ENVIRONMENT):
+            for p in self.procs:
+                p.start()
         self.free = list(range(self.slots))
         self.owner: dict[int, tuple[Any, int]] = {}
 
@@ -347,6 +348,21 @@ class _Encoders:
         self.results.cancel_join_thread()
         self.shm.close()
         self.shm.unlink()
+
+
+@contextlib.contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the processes started inside the block."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @contextlib.contextmanager

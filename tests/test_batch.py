@@ -128,6 +128,22 @@ def _cmd(model, out, *extra):
             "--out", str(out), "--backend", "numpy", "--batch-size", "4", "--workers", "1", *extra]
 
 
+def _children(pid: int) -> list[int]:
+    """The child processes of `pid` (Linux /proc; the encoder pool of a generate run)."""
+    tasks = Path(f"/proc/{pid}/task")
+    if not tasks.is_dir():
+        pytest.skip("needs Linux /proc")
+    return [int(c) for t in tasks.iterdir() for c in (t / "children").read_text().split()]
+
+
+def _alive(pid: int) -> bool:
+    """Running (not exited, not a zombie waiting for its reaper)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def _wait_for_records(out: Path, count: int, timeout: float = 120) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -142,8 +158,14 @@ def test_sigkill_then_rerun_equals_a_clean_run(tmp_path, tiny_model_dir):
     out = tmp_path / "killed"
     proc = subprocess.Popen(_cmd(tiny_model_dir, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _wait_for_records(out, 3)
+    workers = _children(proc.pid)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    deadline = time.monotonic() + 30
+    while workers and time.monotonic() < deadline:  # orphaned encoders notice and exit
+        workers = [pid for pid in workers if _alive(pid)]
+        time.sleep(0.2)
+    assert not workers, f"encoder processes {workers} outlived their killed parent"
     subprocess.run(_cmd(tiny_model_dir, out), check=True, capture_output=True, timeout=300)
     subprocess.run(_cmd(tiny_model_dir, tmp_path / "clean"), check=True, capture_output=True, timeout=300)
     assert tree(out) == tree(tmp_path / "clean")
