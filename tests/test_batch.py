@@ -159,6 +159,7 @@ def test_sigkill_then_rerun_equals_a_clean_run(tmp_path, tiny_model_dir):
     proc = subprocess.Popen(_cmd(tiny_model_dir, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _wait_for_records(out, 3)
     workers = _children(proc.pid)
+    assert workers, "the run has no encoder process to watch"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     deadline = time.monotonic() + 30
