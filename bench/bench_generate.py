@@ -20,9 +20,9 @@ import time
 
 from ganserve import Generator, create_config, save_model
 from ganserve._system import usable_cpus
-from ganserve.batch import environment, generate
+from ganserve.batch import generate
 from ganserve.benchmark import random_model
-from ganserve.encode import WORKER_ENVIRONMENT, encode_png
+from ganserve.encode import encode_png
 
 
 def _encode_chunk(args):
@@ -55,9 +55,7 @@ def main() -> None:
         images = gen.sample(min(args.n, 2000), seed=1)
         chunks = [(images[i:i + 100], args.png_compression) for i in range(0, len(images), 100)]
         G, E, P = [], [], []
-        with environment(WORKER_ENVIRONMENT):  # the encoders start as generate() starts its own
-            pool = mp.get_context("spawn").Pool(cores)
-        with pool:
+        with mp.get_context("spawn").Pool(cores) as pool:
             pool.map(_encode_chunk, chunks[:cores])  # start the workers
             for r in range(args.rounds):
                 start = time.perf_counter()

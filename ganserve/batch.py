@@ -304,14 +304,13 @@ class _Encoders:
         self.shm = shared_memory.SharedMemory(create=True, size=self.slot_bytes * self.slots)
         ctx = mp.get_context("spawn")  # no fork of a process whose threads hold locks
         self.tasks, self.results = ctx.Queue(), ctx.Queue()
-        from .encode import WORKER_ENVIRONMENT, worker_main
+        from .encode import worker_main
 
         self.procs = [ctx.Process(target=worker_main, daemon=True,
                                   args=(self.tasks, self.results, self.shm.name, self.slot_bytes, compress_level))
                       for _ in range(workers)]
-        with environment(WORKER_ENVIRONMENT):
-            for p in self.procs:
-                p.start()
+        for p in self.procs:
+            p.start()
         self.free = list(range(self.slots))
         self.owner: dict[int, tuple[Any, int]] = {}
 
@@ -348,21 +347,6 @@ class _Encoders:
         self.results.cancel_join_thread()
         self.shm.close()
         self.shm.unlink()
-
-
-@contextlib.contextmanager
-def environment(values: dict[str, str]) -> Iterator[None]:
-    """Set environment variables for the processes started inside the block."""
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @contextlib.contextmanager
@@ -476,12 +460,6 @@ def _deliver(writer, first: int, images: np.ndarray, encoders: _Encoders | None,
     elif encoders is not None:
         encoders.submit(writer, first, images, collect)
     else:  # workers=0: encode here
-        from .encode import encode_png, tar_entries
+        from .encode import encode_batch
 
-        blobs = [encode_png(img, compress_level) for img in images]
-        if isinstance(writer, _PngShard):
-            for i, blob in enumerate(blobs):
-                Path(writer.destination(), f"{first + i:08d}.png").write_bytes(blob)
-            writer.add_result(first, [hashlib.sha256(b).hexdigest() for b in blobs])
-        else:
-            writer.add_result(first, tar_entries(blobs, first, writer.destination()))
+        writer.add_result(first, encode_batch(images, first, writer.destination(), compress_level))

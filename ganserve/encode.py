@@ -21,18 +21,7 @@ from typing import Any
 
 import numpy as np
 
-
 PARENT_CHECK_SECONDS = 1.0  # how often an idle worker checks that its parent still lives
-
-# The environment the encoding processes start with (glibc and BLAS read it at startup):
-# - MALLOC_TRIM_THRESHOLD_: zlib allocates and frees about 260 KB per PNG; with glibc's default
-#   threshold a young process gives that memory back to the kernel after every image and faults it
-#   in again (measured: 8% of the encoders' CPU time on 28x28 images);
-# - *_NUM_THREADS: encoders do no linear algebra, so no BLAS thread pools.
-WORKER_ENVIRONMENT = {
-    "MALLOC_TRIM_THRESHOLD_": str(32 << 20),
-    **{name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")},
-}
 
 
 def encode_png(image: np.ndarray, compress_level: int) -> bytes:
@@ -86,18 +75,22 @@ def tar_entries(blobs: list[bytes], first: int, meta: dict[str, Any]) -> bytes:
     return b"".join(parts)
 
 
-def _run(task: tuple, shm, slot_bytes: int, compress_level: int) -> tuple[int, Any]:
-    slot, shape, first, destination = task
-    count = shape[0]
-    images = np.ndarray(shape, dtype=np.uint8, buffer=shm.buf, offset=slot * slot_bytes)
-    blobs = [encode_png(images[i], compress_level) for i in range(count)]
-    if isinstance(destination, dict):  # tar: the entries as bytes, with their metadata
-        return slot, tar_entries(blobs, first, destination)
-    folder = destination
+def encode_batch(images: np.ndarray, first: int, destination: str | dict[str, Any], compress_level: int) -> Any:
+    """Encode images first, first+1, ... for their shard. `destination` a folder: write
+    ``{index:08d}.png`` files there and return their sha256 digests; a dict (a tar shard's
+    metadata): return the batch's tar entries as bytes."""
+    blobs = [encode_png(image, compress_level) for image in images]
+    if isinstance(destination, dict):
+        return tar_entries(blobs, first, destination)
     digests = []
     for i, blob in enumerate(blobs):
-        path = os.path.join(folder, f"{first + i:08d}.png")
-        with open(path, "wb") as f:
+        with open(os.path.join(destination, f"{first + i:08d}.png"), "wb") as f:
             f.write(blob)
         digests.append(hashlib.sha256(blob).hexdigest())
-    return slot, digests
+    return digests
+
+
+def _run(task: tuple, shm, slot_bytes: int, compress_level: int) -> tuple[int, Any]:
+    slot, shape, first, destination = task
+    images = np.ndarray(shape, dtype=np.uint8, buffer=shm.buf, offset=slot * slot_bytes)
+    return slot, encode_batch(images, first, destination, compress_level)

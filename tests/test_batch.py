@@ -50,6 +50,13 @@ def test_k_shard_runs_equal_one_run(tmp_path, gen, fmt):
     assert tree(tmp_path / "one") == tree(tmp_path / "split")
 
 
+@pytest.mark.parametrize("fmt", ["png", "tar"])
+def test_encoding_in_process_equals_the_worker_pool(tmp_path, gen, fmt):
+    generate(gen, tmp_path / "pool", n=11, shard_size=5, fmt=fmt, seed=3, workers=2, log=lambda _: None)
+    generate(gen, tmp_path / "here", n=11, shard_size=5, fmt=fmt, seed=3, workers=0, log=lambda _: None)
+    assert tree(tmp_path / "pool") == tree(tmp_path / "here")
+
+
 def test_files_are_the_generators_images(tmp_path, gen):
     generate(gen, tmp_path / "o", n=12, shard_size=5, seed=2, workers=2, log=lambda _: None)
     expected = gen.sample(12, seed=2, batch_size=5)  # the shards' batches: [0, 5), [5, 10), [10, 12)
