@@ -26,14 +26,13 @@ import hashlib
 import io
 import json
 import math
-import multiprocessing as mp
 import os
 import shutil
 import signal
 import tarfile
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from multiprocessing import shared_memory
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -41,6 +40,7 @@ import numpy as np
 
 from ._files import atomic_path, dumps_json, fsync_dir, sync_filesystem, temp_name, write_json
 from ._system import usable_cpus
+from .encode import EncoderError, EncoderPool, encode_batch, to_pil
 from .latents import check_index, check_truncation
 
 FORMATS = ("png", "tar", "npz")
@@ -295,72 +295,27 @@ _WRITERS = {"png": _PngShard, "tar": _TarShard, "npz": _NpzShard}
 # --- the pipeline
 
 
-class _Encoders:
-    """A pool of PNG-encoding processes fed through a shared-memory ring of batch slots."""
-
-    def __init__(self, workers: int, slot_shape: tuple[int, ...], compress_level: int) -> None:
-        self.slot_bytes = int(np.prod(slot_shape))
-        self.slots = 2 * workers + 2
-        self.shm = shared_memory.SharedMemory(create=True, size=self.slot_bytes * self.slots)
-        ctx = mp.get_context("spawn")  # no fork of a process whose threads hold locks
-        self.tasks, self.results = ctx.Queue(), ctx.Queue()
-        from .encode import worker_main
-
-        self.procs = [ctx.Process(target=worker_main, daemon=True,
-                                  args=(self.tasks, self.results, self.shm.name, self.slot_bytes, compress_level))
-                      for _ in range(workers)]
-        for p in self.procs:
-            p.start()
-        self.free = list(range(self.slots))
-        self.owner: dict[int, tuple[Any, int]] = {}
-
-    def submit(self, writer, first: int, images: np.ndarray, collect: Callable[[], None]) -> None:
-        while not self.free:
-            collect()
-        slot = self.free.pop()
-        view = np.ndarray(images.shape, dtype=np.uint8, buffer=self.shm.buf, offset=slot * self.slot_bytes)
-        view[...] = images
-        self.owner[slot] = (writer, first)
-        writer.pending += 1
-        self.tasks.put((slot, images.shape, first, writer.destination()))
-
-    def collect_one(self, timeout: float | None = None) -> Any:
-        """Wait for one finished batch and hand it to its shard writer; returns the writer."""
-        status, slot, payload = self.results.get(timeout=timeout)
-        writer, first = self.owner.pop(slot)
-        self.free.append(slot)
-        writer.pending -= 1
-        if status != "ok":
-            raise OSError(f"encoding shard {writer.shard} failed: {payload}")
-        writer.add_result(first, payload)
-        return writer
-
-    def close(self) -> None:
-        for _ in self.procs:
-            self.tasks.put(None)
-        for p in self.procs:
-            p.join(timeout=30)
-            if p.is_alive():
-                p.terminate()
-                p.join()
-        self.tasks.cancel_join_thread()
-        self.results.cancel_join_thread()
-        self.shm.close()
-        self.shm.unlink()
+def _commit(writer: _ShardWriter) -> dict[str, Any]:
+    """Finish a complete shard (flush, rename, record); on failure remove what it left."""
+    try:
+        return writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
 
 
 @contextlib.contextmanager
-def _stop_on_signals() -> Iterator[list[int]]:
-    """Turn SIGINT/SIGTERM into a flag that the loop checks between batches (main thread only)."""
-    caught: list[int] = []
+def _stop_on_signals(caught: list[int]) -> Iterator[None]:
+    """Turn SIGINT/SIGTERM into entries of `caught`, which the loop checks between batches (main
+    thread only)."""
     if threading.current_thread() is not threading.main_thread():
-        yield caught
+        yield
         return
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     for s in previous:
         signal.signal(s, lambda signum, frame: caught.append(signum))
     try:
-        yield caught
+        yield
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
@@ -405,21 +360,54 @@ def generate(gen, out: str | os.PathLike, *, n: int, seed: int = 0, shard_size: 
             progress(skipped)
     batch = min(batch_size or gen.default_batch_size, shard_size)
     workers = usable_cpus() if workers is None else workers
-    encoders = _Encoders(workers, (batch, *gen.image_shape), compress_level) if fmt != "npz" and workers > 0 and todo else None
+    if os.name != "posix":  # the pool passes a file descriptor to its workers
+        workers = 0
+    encoders = None
+    if fmt != "npz" and workers > 0 and todo:
+        encoders = EncoderPool(workers, gen.image_shape, batch, compress_level)
+    owner: dict[int, tuple[_ShardWriter, int]] = {}  # encoder slot -> (shard writer, first index)
     records: list[dict[str, Any]] = []
-    active: list[_ShardWriter] = []
+    active: list[_ShardWriter] = []  # shards still being made
+    # A complete shard is flushed to disk, renamed and recorded on a thread of its own, so that
+    # generation goes on meanwhile (a sync can wait on the disk for tens of milliseconds).
+    committer = ThreadPoolExecutor(1, thread_name_prefix="ganserve-commit")
+    commits: list[Future] = []
 
     def finish_ready() -> None:
         while active and active[0].submitted and active[0].pending == 0:
-            records.append(active[0].finish())  # stays in `active` until done: aborted if it fails
-            active.pop(0)
+            commits.append(committer.submit(_commit, active.pop(0)))
+        while commits and commits[0].done():
+            records.append(commits.pop(0).result())  # a failed commit raises here
+
+    caught: list[int] = []  # SIGINT/SIGTERM received, checked between batches
 
     def collect() -> None:
-        encoders.collect_one()
+        try:
+            slot, payload = encoders.collect()
+        except EncoderError:
+            if caught:  # a Ctrl-C that reached a starting encoder too (Python 3.10, see encode.py)
+                raise Interrupted(caught[0]) from None
+            raise
+        writer, first = owner.pop(slot)
+        writer.pending -= 1
+        writer.add_result(first, payload)
         finish_ready()
 
+    def deliver(writer: _ShardWriter, first: int, images: np.ndarray) -> None:
+        """Hand a batch to its shard: raw arrays for npz, the encoder pool or this process for PNGs."""
+        if isinstance(writer, _NpzShard):
+            writer.add_images(first, images)
+        elif encoders is not None:
+            while not encoders.free:
+                collect()
+            owner[encoders.submit(images, first, writer.destination())] = (writer, first)
+            writer.pending += 1
+        else:  # workers=0: encode here
+            pngs = [to_pil(image) for image in images]
+            writer.add_result(first, encode_batch(pngs, first, writer.destination(), compress_level))
+
     try:
-        with _stop_on_signals() as caught:
+        with _stop_on_signals(caught):
             for shard in todo:
                 writer = _WRITERS[fmt](out, shard, params, batch)
                 active.append(writer)
@@ -428,7 +416,7 @@ def generate(gen, out: str | os.PathLike, *, n: int, seed: int = 0, shard_size: 
                         raise Interrupted(caught[0])
                     count = min(batch, writer.stop - first)
                     images = gen.sample(count, seed=seed, start=first, batch_size=count, truncation=truncation)
-                    _deliver(writer, first, images, encoders, collect, compress_level)
+                    deliver(writer, first, images)
                     if progress:
                         progress(count)
                 writer.submitted = True
@@ -436,14 +424,16 @@ def generate(gen, out: str | os.PathLike, *, n: int, seed: int = 0, shard_size: 
             while encoders is not None and any(w.pending for w in active):
                 collect()
             finish_ready()
+            records.extend(commit.result() for commit in commits)
     except BaseException:
         if encoders is not None:  # stop the workers first: none may write into a folder being removed
-            encoders.close()
+            encoders.close(abort=True)
             encoders = None
         for writer in active:
             writer.abort()
         raise
     finally:
+        committer.shutdown(wait=True)  # complete shards already handed over are committed
         if encoders is not None:
             encoders.close()
         with contextlib.suppress(OSError):
@@ -452,14 +442,3 @@ def generate(gen, out: str | os.PathLike, *, n: int, seed: int = 0, shard_size: 
     return {"made": made, "skipped": skipped, "shards": len(records), "out": str(out),
             "complete": finished_shards(out) >= set(range(params.num_shard_files))}
 
-
-def _deliver(writer, first: int, images: np.ndarray, encoders: _Encoders | None, collect, compress_level: int) -> None:
-    """Hand a batch to its shard: raw arrays for npz, the encoder pool or this process for PNGs."""
-    if isinstance(writer, _NpzShard):
-        writer.add_images(first, images)
-    elif encoders is not None:
-        encoders.submit(writer, first, images, collect)
-    else:  # workers=0: encode here
-        from .encode import encode_batch
-
-        writer.add_result(first, encode_batch(images, first, writer.destination(), compress_level))

@@ -181,18 +181,24 @@ def test_sigkill_then_rerun_equals_a_clean_run(tmp_path, tiny_model_dir):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 128 + 15), (signal.SIGINT, 128 + 2)])
-def test_sigterm_and_sigint_stop_cleanly(tmp_path, tiny_model_dir, signum, code):
+@pytest.mark.parametrize("signum,code,group", [(signal.SIGTERM, 128 + 15, False), (signal.SIGINT, 128 + 2, False),
+                                               (signal.SIGINT, 128 + 2, True)])  # Ctrl-C: the whole group
+def test_sigterm_and_sigint_stop_cleanly(tmp_path, tiny_model_dir, signum, code, group):
     out = tmp_path / "o"
     proc = subprocess.Popen(_cmd(tiny_model_dir, out, "--format", "tar"), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     _wait_for_records(out, 2)
-    proc.send_signal(signum)
+    workers = _children(proc.pid)
+    if group:
+        os.killpg(proc.pid, signum)
+    else:
+        proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
     if proc.returncode == 0:
         pytest.skip("the run finished before the signal arrived")
-    assert proc.returncode == code
+    assert proc.returncode == code, err
     assert "run the same command again to resume" in err
+    assert not [pid for pid in workers if _alive(pid)]
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
     records = {json.loads(p.read_text())["path"] for p in (out / "manifest").glob("shard-*.json")}
     assert records == {p.name for p in out.glob("shard-*.tar")}  # every shard on disk is recorded, and back
