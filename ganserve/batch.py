@@ -47,6 +47,8 @@ FORMATS = ("png", "tar", "npz")
 PARAMS_NAME = "generate.json"
 MANIFEST_DIR = "manifest"
 MANIFEST_NAME = "manifest.jsonl"
+MAX_COMMITS = 2  # finished shards waiting to be flushed and recorded
+STOP_CHECK_SECONDS = 0.5  # how often a wait for the encoders checks for SIGINT/SIGTERM
 
 
 @dataclass(frozen=True)
@@ -296,7 +298,8 @@ _WRITERS = {"png": _PngShard, "tar": _TarShard, "npz": _NpzShard}
 
 
 def _commit(writer: _ShardWriter) -> dict[str, Any]:
-    """Finish a complete shard (flush, rename, record); on failure remove what it left."""
+    """Finish a complete shard (flush, rename, record); on failure remove its temporary files (a
+    final name left without a record, if the rename was done, is removed by the next run)."""
     try:
         return writer.finish()
     except BaseException:
@@ -362,32 +365,35 @@ def generate(gen, out: str | os.PathLike, *, n: int, seed: int = 0, shard_size: 
     workers = usable_cpus() if workers is None else workers
     if os.name != "posix":  # the pool passes a file descriptor to its workers
         workers = 0
-    encoders = None
-    if fmt != "npz" and workers > 0 and todo:
-        encoders = EncoderPool(workers, gen.image_shape, batch, compress_level)
+    encoders: EncoderPool | None = None
     owner: dict[int, tuple[_ShardWriter, int]] = {}  # encoder slot -> (shard writer, first index)
     records: list[dict[str, Any]] = []
     active: list[_ShardWriter] = []  # shards still being made
+    caught: list[int] = []  # SIGINT/SIGTERM received, checked between batches
     # A complete shard is flushed to disk, renamed and recorded on a thread of its own, so that
-    # generation goes on meanwhile (a sync can wait on the disk for tens of milliseconds).
+    # generation goes on meanwhile (a sync can wait on the disk for tens of milliseconds). At most
+    # MAX_COMMITS wait there: each holds its shard (an npz shard, all of its images).
     committer = ThreadPoolExecutor(1, thread_name_prefix="ganserve-commit")
     commits: list[Future] = []
 
     def finish_ready() -> None:
         while active and active[0].submitted and active[0].pending == 0:
             commits.append(committer.submit(_commit, active.pop(0)))
-        while commits and commits[0].done():
+        while commits and (commits[0].done() or len(commits) > MAX_COMMITS):
             records.append(commits.pop(0).result())  # a failed commit raises here
 
-    caught: list[int] = []  # SIGINT/SIGTERM received, checked between batches
-
     def collect() -> None:
-        try:
-            slot, payload = encoders.collect()
-        except EncoderError:
-            if caught:  # a Ctrl-C that reached a starting encoder too (Python 3.10, see encode.py)
-                raise Interrupted(caught[0]) from None
-            raise
+        while True:
+            try:
+                slot, payload = encoders.collect(timeout=STOP_CHECK_SECONDS)
+                break
+            except TimeoutError:  # encoders busy: a signal must still stop the run
+                if caught:
+                    raise Interrupted(caught[0]) from None
+            except EncoderError:
+                if caught:  # a Ctrl-C that reached a starting encoder too (Python 3.10, see encode.py)
+                    raise Interrupted(caught[0]) from None
+                raise
         writer, first = owner.pop(slot)
         writer.pending -= 1
         writer.add_result(first, payload)
@@ -408,6 +414,8 @@ def generate(gen, out: str | os.PathLike, *, n: int, seed: int = 0, shard_size: 
 
     try:
         with _stop_on_signals(caught):
+            if fmt != "npz" and workers > 0 and todo:
+                encoders = EncoderPool(workers, gen.image_shape, batch, compress_level)
             for shard in todo:
                 writer = _WRITERS[fmt](out, shard, params, batch)
                 active.append(writer)
@@ -431,6 +439,10 @@ def generate(gen, out: str | os.PathLike, *, n: int, seed: int = 0, shard_size: 
             encoders = None
         for writer in active:
             writer.abort()
+        committer.shutdown(wait=True)
+        for commit in commits:  # shards handed over before the failure: committed, or say why not
+            if commit.exception() is not None:
+                log(f"shard not recorded (a re-run makes it again): {commit.exception()}")
         raise
     finally:
         committer.shutdown(wait=True)  # complete shards already handed over are committed

@@ -11,8 +11,9 @@ that the parent appends to the shard in index order. Answers are a JSON header l
 
 Workers are plain subprocesses running `serve`: they import Pillow and this module (whose package
 `__init__` imports nothing up front), never NumPy nor the parent's main script, so each starts in
-about half the CPU time a multiprocessing child took. A worker exits when its stdin closes, which also happens when
-the parent dies, even by SIGKILL; the parent sees a dead worker as the end of its answer pipe.
+about half the CPU time a multiprocessing child took. A worker exits when its stdin closes, which
+also happens when the parent dies, even by SIGKILL (it then drops the tasks still queued); the
+parent sees a dead worker as the end of its answer pipe.
 """
 
 from __future__ import annotations
@@ -119,20 +120,23 @@ def encode_batch(images: Sequence, first: int, destination: str | dict[str, Any]
 
 def serve() -> None:
     """A worker's loop (run by `EncoderPool`): tasks from stdin, answers to the original stdout."""
+    for s in (signal.SIGINT, signal.SIGTERM):  # the parent stops the pool, by closing our stdin
+        signal.signal(s, signal.SIG_IGN)
     from PIL import Image
 
     settings = json.loads(sys.argv[2])
     answers = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a stray print must not corrupt the answers
-    for s in (signal.SIGINT, signal.SIGTERM):  # the parent stops the pool, by closing our stdin
-        signal.signal(s, signal.SIG_IGN)
     os.nice(10)  # the generator is the bottleneck: encoders take the cycles it leaves
     ring = memoryview(mmap.mmap(settings["ring_fd"], settings["ring_bytes"], prot=mmap.PROT_READ))
     height, width, channels = settings["image_shape"]
     mode = "L" if channels == 1 else "RGB"
     size = height * width * channels
     level = settings["compress_level"]
+    parent = os.getppid()
     for line in sys.stdin.buffer:
+        if os.getppid() != parent:  # the parent died with tasks still queued here: drop them
+            return
         task = json.loads(line)
         slot, count, first = task["slot"], task["count"], task["first"]
         offset = slot * settings["slot_bytes"]
@@ -185,7 +189,7 @@ class EncoderPool:
                     "compress_level": compress_level}
         try:
             for k in range(workers):
-                proc = subprocess.Popen([sys.executable, "-c", _BOOT, json.dumps(sys.path), json.dumps(settings)],
+                proc = subprocess.Popen([sys.executable, "-c", _BOOT, json.dumps(_import_path()), json.dumps(settings)],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         pass_fds=(self._file.fileno(),), env=_worker_env(malloc_top_pad),
                                         **_OWN_GROUP)
@@ -221,9 +225,13 @@ class EncoderPool:
         self._busy[k] += 1
         return slot
 
-    def collect(self) -> tuple[int, Any]:
-        """Wait for one finished batch: (slot, digests or tar entries). Raises EncoderError."""
-        k, header, payload = self._answers.get()
+    def collect(self, timeout: float | None = None) -> tuple[int, Any]:
+        """Wait for one finished batch: (slot, digests or tar entries). Raises EncoderError, or
+        TimeoutError when none came within `timeout` seconds."""
+        try:
+            k, header, payload = self._answers.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"no encoded batch within {timeout} s") from None
         if header is None:
             proc = self._procs[k]
             try:
@@ -289,6 +297,15 @@ class EncoderPool:
 # the generator. (Python 3.10 cannot do this without preexec_fn; there a worker ignores SIGINT
 # once started, and one killed by a Ctrl-C while starting ends the run as interrupted.)
 _OWN_GROUP: dict[str, Any] = {"process_group": 0} if sys.version_info >= (3, 11) else {}
+
+
+def _import_path() -> list[str]:
+    """The workers' sys.path: the folder this package was imported from, then the parent's own
+    entries (as text, made absolute: a worker starts in the parent's current folder, which may
+    have changed since the parent's imports)."""
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    entries = [os.path.abspath(os.fspath(p)) for p in sys.path if isinstance(p, (str, os.PathLike))]
+    return [package_root, *(p for p in entries if p != package_root)]
 
 
 def _worker_env(malloc_top_pad: int | None) -> dict[str, str]:

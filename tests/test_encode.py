@@ -22,6 +22,8 @@ def images():
     return rng.integers(0, 256, size=(5, 12, 10, 3), dtype=np.uint8)
 
 
+# Names over 100 bytes or not ASCII, and sizes from 8**11 on, need PAX records: those cases check
+# that tar_header hands them to tarfile rather than writing a wrong plain header.
 @pytest.mark.parametrize("name", ["00000001.png", "a", "x" * 100, "x" * 101, "\u00fc.png", "dir/00000001.json"])
 @pytest.mark.parametrize("size", [0, 1, 511, 512, 700, 12345678, 8**11 - 1, 8**11])
 def test_tar_header_is_tarfiles(name, size):
@@ -49,7 +51,8 @@ def test_pool_writes_what_this_process_writes(tmp_path, images):
         pool.submit(images, 10, {"seed": 1})
         answers = sorted((pool.collect() for _ in range(3)), key=lambda answer: isinstance(answer[1], bytes))
     pils = [to_pil(image) for image in images]
-    digests = encode_batch(pils[:3], 10, str(tmp_path / "here"), 6) + encode_batch(pils[3:], 13, str(tmp_path / "here"), 6)
+    here = str(tmp_path / "here")
+    digests = encode_batch(pils[:3], 10, here, 6) + encode_batch(pils[3:], 13, here, 6)
     assert sorted(answers[0][1] + answers[1][1]) == sorted(digests)
     assert answers[2][1] == encode_batch(pils, 10, {"seed": 1}, 6)
     for j in range(10, 15):
@@ -107,3 +110,18 @@ def test_workers_leave_signals_to_the_parent_and_end_with_the_pool(tmp_path, ima
     finally:
         pool.close()
     assert all(proc.returncode == 0 for proc in procs)
+
+
+def test_collect_times_out_when_nothing_comes(images):
+    with EncoderPool(1, images.shape[1:], 8, 6) as pool:
+        with pytest.raises(TimeoutError):
+            pool.collect(timeout=0.05)
+
+
+def test_workers_start_whatever_sys_path_holds(tmp_path, images, monkeypatch):
+    monkeypatch.syspath_prepend(tmp_path / "not-a-folder")  # a Path object, as notebooks add them
+    monkeypatch.setattr(sys, "path", [Path(p) for p in sys.path[:1]] + sys.path[1:])
+    monkeypatch.chdir(tmp_path)  # relative entries would now point elsewhere
+    with EncoderPool(1, images.shape[1:], 8, 6) as pool:
+        pool.submit(images, 0, str(tmp_path))
+        assert len(pool.collect()[1]) == len(images)
