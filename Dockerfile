@@ -12,7 +12,8 @@
 # The image runs as user 10001 (group 10001): a bind-mounted /out must be writable by it
 # (`chown 10001:10001 out`, or `docker run --user "$(id -u):$(id -g)" ...`). Sharded runs across
 # processes or machines: deploy/README.md. The CPU target is built and run for real by
-# tests/container/build_and_run.sh.
+# tests/container/build_and_run.sh (in CI), the gpu target with GANSERVE_TEST_TARGET=gpu (by hand,
+# on a Debian base standing in for the CUDA image).
 #
 # Build arguments:
 #   BASE_IMAGE  base of the CPU image; it must provide python3 >= 3.11 (the build reads pyproject.toml

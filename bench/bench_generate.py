@@ -10,6 +10,11 @@ on images made beforehand, with the encoders' malloc setting) and the pipeline
 just after the pipeline and averages the two, so that a drift of this shared machine's speed
 during the round weighs on both sides alike; it prints each round's pipeline / ceiling and the
 medians. Goal (issue 5): at least 90%.
+
+It also prints what creating one small file costs the kernel in the output folder, before the
+first round and after the last: on an ext4 without a journal (these machines) a new inode is
+looked for past every inode deleted in the last minute or more (the kernel's `recently_deleted`),
+so right after many files were removed each new file can cost ten times its usual CPU.
 """
 
 from __future__ import annotations
@@ -25,12 +30,23 @@ from ganserve import Generator, create_config, save_model
 from ganserve._system import usable_cpus
 from ganserve.batch import generate
 from ganserve.benchmark import random_model
-from ganserve.encode import MALLOC_TOP_PAD, encode_png
+from ganserve.encode import MALLOC_TOP_PAD, encode_png, write_new_file
 
 
 def _encode_chunk(args):
     images, level = args
     return sum(len(encode_png(img, level)) for img in images)
+
+
+def file_cost(parent: str, n: int = 300) -> float:
+    """CPU seconds (this thread: the kernel's share, mostly) to create one 700-byte file in a new
+    folder under `parent`. The files stay (removing them would slow the next creations)."""
+    folder = tempfile.mkdtemp(dir=parent, prefix="file-cost-")
+    data = os.urandom(700)
+    start = time.thread_time()
+    for i in range(n):
+        write_new_file(os.path.join(folder, f"{i:08d}.png"), data)
+    return (time.thread_time() - start) / n
 
 
 def main() -> None:
@@ -61,6 +77,7 @@ def main() -> None:
         images = gen.sample(min(args.n, 2000), seed=1)
         chunks = [(images[i:i + 100], args.png_compression) for i in range(0, len(images), 100)]
         G, E, P = [], [], []
+        costs = [file_cost(tmp)]
         with mp.get_context("spawn").Pool(cores) as pool:
             pool.map(_encode_chunk, chunks[:cores])  # start the workers
             for r in range(args.rounds):
@@ -84,6 +101,7 @@ def main() -> None:
                 E.append(1 / statistics.mean(e_time))
                 print(f"round {r + 1}: G {G[-1]:.0f}, E {E[-1]:.0f}, pipeline {P[-1]:.0f} images/s, "
                       f"{100 * P[-1] * (1 / G[-1] + 1 / E[-1]):.0f}% of that round's ceiling")
+        costs.append(file_cost(tmp))
     g, e, p = statistics.median(G), statistics.median(E), statistics.median(P)
     ceiling = 1 / (1 / g + 1 / e)
     ratios = sorted(pr * (1 / gr + 1 / er) for gr, er, pr in zip(G, E, P))  # each round against its own ceiling
@@ -93,6 +111,8 @@ def main() -> None:
     print(f"PNG encoding alone (E)    {e:8.0f} images/s")
     print(f"ceiling 1/(1/G + 1/E)     {ceiling:8.0f} images/s")
     print(f"pipeline                  {p:8.0f} images/s = {100 * p / ceiling:.0f}% of the ceiling")
+    print(f"creating a small file there: {1e6 * costs[0]:.0f} us of CPU before the first round, "
+          f"{1e6 * costs[1]:.0f} us after the last")
     print(f"per round: {', '.join(f'{100 * x:.0f}%' for x in ratios)} of that round's ceiling "
           f"(median {100 * statistics.median(ratios):.0f}%)")
 

@@ -109,10 +109,21 @@ def encode_batch(images: Sequence, first: int, destination: str | dict[str, Any]
         return tar_entries(blobs, first, destination)
     digests = []
     for i, blob in enumerate(blobs):
-        with open(os.path.join(destination, f"{first + i:08d}.png"), "wb") as f:
-            f.write(blob)
+        write_new_file(os.path.join(destination, f"{first + i:08d}.png"), blob)
         digests.append(hashlib.sha256(blob).hexdigest())
     return digests
+
+
+def write_new_file(path: str, data: bytes) -> None:
+    """Create `path` (it must not exist) holding `data`: open, write, close, the three system
+    calls it takes; `open()` adds an fstat and an ioctl, about a third of the cost on tmpfs."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
 
 
 # --- the worker side

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ganserve.encode import EncoderError, EncoderPool, encode_batch, tar_entries, tar_header, to_pil
+from ganserve.encode import EncoderError, EncoderPool, encode_batch, tar_entries, tar_header, to_pil, write_new_file
 
 
 @pytest.fixture
@@ -40,6 +40,22 @@ def test_tar_entries_read_back():
                                   "00000042.png", "00000042.json"]
         assert tar.extractfile("00000042.png").read() == blobs[2]
         assert tar.extractfile("00000041.json").read() == b'{"index": 41, "seed": 7}'
+
+
+def test_write_new_file(tmp_path):
+    data = bytes(range(256)) * 40
+    write_new_file(str(tmp_path / "a.png"), data)
+    assert (tmp_path / "a.png").read_bytes() == data
+    assert (tmp_path / "a.png").stat().st_mode & 0o777 == 0o666 & ~_umask()
+    with pytest.raises(FileExistsError):  # never over a file: a shard folder starts empty
+        write_new_file(str(tmp_path / "a.png"), b"other")
+    assert (tmp_path / "a.png").read_bytes() == data
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def test_pool_writes_what_this_process_writes(tmp_path, images):
@@ -96,8 +112,8 @@ def test_workers_leave_signals_to_the_parent_and_end_with_the_pool(tmp_path, ima
     pool = EncoderPool(2, images.shape[1:], 8, 6)
     procs = list(pool._procs)
     try:
-        for _ in procs:
-            pool.submit(images, 0, str(tmp_path))
+        for k, _ in enumerate(procs):
+            pool.submit(images, 10 * k, str(tmp_path))  # files are created, never overwritten
         for _ in procs:
             pool.collect()
         for proc in procs:
@@ -105,7 +121,7 @@ def test_workers_leave_signals_to_the_parent_and_end_with_the_pool(tmp_path, ima
             assert os.getsid(proc.pid) == os.getsid(0)  # but not their own session (see _OWN_GROUP)
             os.kill(proc.pid, signal.SIGINT)
             os.kill(proc.pid, signal.SIGTERM)
-        pool.submit(images, 0, str(tmp_path))
+        pool.submit(images, 100, str(tmp_path))
         assert len(pool.collect()[1]) == len(images)
     finally:
         pool.close()

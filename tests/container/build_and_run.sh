@@ -14,14 +14,26 @@
 # the host; 6. the image's default command, which writes into /out.
 #
 # Environment: GANSERVE_HOST_PYTHON (a python with ganserve installed; default python3),
-# GANSERVE_TEST_IMAGE (default localhost/ganserve:test), GANSERVE_TEST_BASE (default
-# localhost/debian-bookworm), DEBIAN_MIRROR, GANSERVE_KEEP_WORK=1 (keep the output folders).
-# Exits non-zero with a "FAIL:" line on any failure.
+# GANSERVE_TEST_TARGET (cpu, the default, or gpu), GANSERVE_TEST_IMAGE (default
+# localhost/ganserve:test, or :test-gpu), GANSERVE_TEST_BASE (default localhost/debian-bookworm),
+# DEBIAN_MIRROR, GANSERVE_KEEP_WORK=1 (keep the output folders). Exits non-zero with a "FAIL:"
+# line on any failure.
+#
+# GANSERVE_TEST_TARGET=gpu builds the Dockerfile's `gpu` target with the Debian base standing in
+# for the CUDA image (no CUDA image can be pulled here), so it checks that the target builds, that
+# onnxruntime-gpu (its CUDA provider compiled in) and cuda-python are installed, and that
+# `ganserve generate` runs in it, on the CPU: not the GPU itself. It downloads about 3 GB of CUDA
+# wheels on its first run; CI does not run it.
 
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-IMAGE=${GANSERVE_TEST_IMAGE:-localhost/ganserve:test}
+TARGET=${GANSERVE_TEST_TARGET:-cpu}
+case $TARGET in
+    cpu) IMAGE=${GANSERVE_TEST_IMAGE:-localhost/ganserve:test} ;;
+    gpu) IMAGE=${GANSERVE_TEST_IMAGE:-localhost/ganserve:test-gpu} ;;
+    *) printf 'build_and_run.sh: FAIL: GANSERVE_TEST_TARGET must be cpu or gpu, got %s\n' "$TARGET" >&2; exit 1 ;;
+esac
 BASE=${GANSERVE_TEST_BASE:-localhost/debian-bookworm}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 HOST_PY=${GANSERVE_HOST_PYTHON:-python3}
@@ -83,10 +95,11 @@ else
 fi
 
 # --- 3. the image (pip inside the build reaches PyPI only with the host's CA bundle mounted)
-log "building $IMAGE from $ROOT/Dockerfile"
+log "building $IMAGE (target $TARGET) from $ROOT/Dockerfile"
 buildah bud --layers --isolation chroot --network host \
-    -v /etc/ssl/certs:/etc/ssl/certs:ro \
-    --build-arg BASE_IMAGE="$BASE" -t "$IMAGE" -f "$ROOT/Dockerfile" "$ROOT" >"$WORK/build.log" 2>&1 \
+    -v /etc/ssl/certs:/etc/ssl/certs:ro --target "$TARGET" \
+    --build-arg BASE_IMAGE="$BASE" --build-arg CUDA_IMAGE="$BASE" \
+    -t "$IMAGE" -f "$ROOT/Dockerfile" "$ROOT" >"$WORK/build.log" 2>&1 \
     || { tail -n 40 "$WORK/build.log" >&2; fail "buildah bud failed (log above)"; }
 log "built $IMAGE"
 
@@ -123,7 +136,13 @@ HOST_VERSION=$("$HOST_PY" -m ganserve --version)
 BACKENDS=$(in_ctr "$CTR" -- ganserve info --json \
     | "$HOST_PY" -c 'import json, sys; print(" ".join(json.load(sys.stdin)["available_backends"]))')
 [[ " $BACKENDS " == *" onnxruntime "* ]] || fail "onnxruntime is not available in the image (backends: $BACKENDS)"
-[[ " $BACKENDS " != *" torch "* ]] || fail "torch is installed in the CPU image (backends: $BACKENDS)"
+[[ " $BACKENDS " != *" torch "* ]] || fail "torch is installed in the $TARGET image (backends: $BACKENDS)"
+if [[ $TARGET == gpu ]]; then
+    GPU_CHECK='import onnxruntime as ort, cuda.bindings; p = ort.get_available_providers(); print(*p); assert "CUDAExecutionProvider" in p'
+    PROVIDERS=$(in_ctr "$CTR" -- python -c "$GPU_CHECK" 2>&1) \
+        || fail "the gpu image lacks onnxruntime-gpu's CUDA provider or cuda-python: $PROVIDERS"
+    log "gpu image: onnxruntime providers $PROVIDERS; cuda-python imports"
+fi
 log "image OK: uid $RUN_UID, $CTR_VERSION, backends: $BACKENDS"
 
 # --- 5. a sharded run in the container, into a host folder, and the same run on the host
@@ -214,4 +233,4 @@ for p in problems:
 sys.exit(1 if problems else 0)
 EOF
 
-log "PASS: image $IMAGE built and ran ganserve generate as uid $IMAGE_UID ($((SECONDS - T0)) s in all)"
+log "PASS: image $IMAGE (target $TARGET) built and ran ganserve generate as uid $IMAGE_UID ($((SECONDS - T0)) s in all)"
