@@ -82,7 +82,9 @@ def main() -> None:
         meta = {"seed": 0, "truncation": None, "model_hash": gen.model_hash}
         for r in range(args.rounds):
             for name, (fmt, pad) in variants.items():
-                start, per_image = worker_cpu(images, folder if fmt == "png" else meta, args.batches, pad)
+                # PNG files are created, never overwritten: a new folder for each run of a worker
+                destination = tempfile.mkdtemp(dir=folder) if fmt == "png" else meta
+                start, per_image = worker_cpu(images, destination, args.batches, pad)
                 results[name].append(per_image)
                 starts.append(start)
             print(f"round {r + 1}: " + ", ".join(f"{n} {v[-1]:.0f}" for n, v in results.items()) + " us/image")

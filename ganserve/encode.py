@@ -33,7 +33,7 @@ from typing import Any, BinaryIO, Sequence
 
 # Free heap that glibc's malloc keeps in the workers. Each PNG opens a zlib stream (about 270 KiB
 # of state) and closes it; with glibc's defaults that memory goes back to the kernel every time
-# and is faulted in again: encoding a 28x28 image then took 1.45-1.63x the CPU
+# and is faulted in again: encoding a 28x28 image then took 1.3-1.6x the CPU
 # (bench/bench_encode.py). Other C libraries ignore the variable.
 MALLOC_TOP_PAD = 8 << 20
 
@@ -116,8 +116,9 @@ def encode_batch(images: Sequence, first: int, destination: str | dict[str, Any]
 
 def write_new_file(path: str, data: bytes) -> None:
     """Create `path` (it must not exist) holding `data`: open, write, close, the three system
-    calls it takes; `open()` adds an fstat and an ioctl, about a third of the cost on tmpfs."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    calls it takes; `open()` adds an fstat, an ioctl and an lseek, and took twice the CPU time on
+    tmpfs. (`os.open` makes the descriptor non-inheritable; O_BINARY matters on Windows.)"""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         view = memoryview(data)
         while view:

@@ -138,9 +138,10 @@ BACKENDS=$(in_ctr "$CTR" -- ganserve info --json \
 [[ " $BACKENDS " == *" onnxruntime "* ]] || fail "onnxruntime is not available in the image (backends: $BACKENDS)"
 [[ " $BACKENDS " != *" torch "* ]] || fail "torch is installed in the $TARGET image (backends: $BACKENDS)"
 if [[ $TARGET == gpu ]]; then
-    GPU_CHECK='import onnxruntime as ort, cuda.bindings; p = ort.get_available_providers(); print(*p); assert "CUDAExecutionProvider" in p'
-    PROVIDERS=$(in_ctr "$CTR" -- python -c "$GPU_CHECK" 2>&1) \
-        || fail "the gpu image lacks onnxruntime-gpu's CUDA provider or cuda-python: $PROVIDERS"
+    # what the backends import: onnxruntime-gpu's CUDA provider, and cuda-python's runtime module
+    GPU_CHECK='import onnxruntime as ort; from cuda.bindings import runtime; p = ort.get_available_providers(); print(*p); assert "CUDAExecutionProvider" in p'
+    PROVIDERS=$(in_ctr "$CTR" -- python -c "$GPU_CHECK" 2>"$WORK/gpu-check.log") \
+        || { cat "$WORK/gpu-check.log" >&2; fail "the gpu image lacks onnxruntime-gpu's CUDA provider or cuda-python"; }
     log "gpu image: onnxruntime providers $PROVIDERS; cuda-python imports"
 fi
 log "image OK: uid $RUN_UID, $CTR_VERSION, backends: $BACKENDS"
