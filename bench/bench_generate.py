@@ -30,23 +30,15 @@ from ganserve import Generator, create_config, save_model
 from ganserve._system import usable_cpus
 from ganserve.batch import generate
 from ganserve.benchmark import random_model
-from ganserve.encode import MALLOC_TOP_PAD, encode_png, write_new_file
+from ganserve.encode import MALLOC_TOP_PAD, png_bytes
+from ganserve.images import to_pil
+
+from bench_files import create  # bench/, this script's folder
 
 
 def _encode_chunk(args):
     images, level = args
-    return sum(len(encode_png(img, level)) for img in images)
-
-
-def file_cost(parent: str, n: int = 300) -> float:
-    """CPU seconds (this thread: the kernel's share, mostly) to create one 700-byte file in a new
-    folder under `parent`. The files stay (removing them would slow the next creations)."""
-    folder = tempfile.mkdtemp(dir=parent, prefix="file-cost-")
-    data = os.urandom(700)
-    start = time.thread_time()
-    for i in range(n):
-        write_new_file(os.path.join(folder, f"{i:08d}.png"), data)
-    return (time.thread_time() - start) / n
+    return sum(len(png_bytes(to_pil(img), level)) for img in images)
 
 
 def main() -> None:
@@ -77,7 +69,9 @@ def main() -> None:
         images = gen.sample(min(args.n, 2000), seed=1)
         chunks = [(images[i:i + 100], args.png_compression) for i in range(0, len(images), 100)]
         G, E, P = [], [], []
-        costs = [file_cost(tmp)]
+        # the cost of a new 700-byte file there, before and after (the files stay: removing them
+        # would slow the next creations)
+        costs = [create(os.path.join(tmp, "file-cost-before"), 300, os.urandom(700))]
         with mp.get_context("spawn").Pool(cores) as pool:
             pool.map(_encode_chunk, chunks[:cores])  # start the workers
             for r in range(args.rounds):
@@ -101,7 +95,7 @@ def main() -> None:
                 E.append(1 / statistics.mean(e_time))
                 print(f"round {r + 1}: G {G[-1]:.0f}, E {E[-1]:.0f}, pipeline {P[-1]:.0f} images/s, "
                       f"{100 * P[-1] * (1 / G[-1] + 1 / E[-1]):.0f}% of that round's ceiling")
-        costs.append(file_cost(tmp))
+        costs.append(create(os.path.join(tmp, "file-cost-after"), 300, os.urandom(700)))
     g, e, p = statistics.median(G), statistics.median(E), statistics.median(P)
     ceiling = 1 / (1 / g + 1 / e)
     ratios = sorted(pr * (1 / gr + 1 / er) for gr, er, pr in zip(G, E, P))  # each round against its own ceiling

@@ -40,7 +40,8 @@ import numpy as np
 
 from ._files import atomic_path, dumps_json, fsync_dir, sync_filesystem, temp_name, write_json
 from ._system import usable_cpus
-from .encode import EncoderError, EncoderPool, encode_batch, to_pil
+from .encode import EncoderError, EncoderPool, encode_batch
+from .images import to_pil
 from .latents import check_index, check_truncation
 
 FORMATS = ("png", "tar", "npz")

@@ -47,18 +47,6 @@ def png_bytes(image, compress_level: int) -> bytes:
     return buffer.getvalue()
 
 
-def to_pil(image):
-    """A Pillow image of a uint8 (H, W, C) array, C 1 (grey) or 3 (RGB)."""
-    from PIL import Image
-
-    return Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
-
-
-def encode_png(image, compress_level: int) -> bytes:
-    """PNG file bytes of a uint8 (H, W, C) array."""
-    return png_bytes(to_pil(image), compress_level)
-
-
 def tar_entries(blobs: list[bytes], first: int, meta: dict[str, Any]) -> bytes:
     """Tar members {key}.png and {key}.json for images first, first+1, ... (no end-of-archive
     marker: the parent concatenates batches and closes the archive)."""

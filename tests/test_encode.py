@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ganserve.encode import EncoderError, EncoderPool, encode_batch, tar_entries, tar_header, to_pil, write_new_file
+from ganserve.encode import EncoderError, EncoderPool, encode_batch, tar_entries, tar_header, write_new_file
+from ganserve.images import to_pil
 
 
 @pytest.fixture
