@@ -16,12 +16,8 @@ import torch
 from .metrics import Stats, frechet_distance
 
 
-def load_inception(weights: str | Path):
-    """torch-fidelity's FID InceptionV3 (2048-d pool features) with the weights in `weights`."""
-    try:
-        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-    except ImportError as e:
-        raise ImportError(f"Inception FID needs torch-fidelity (and torchvision): pip install torch-fidelity ({e})") from e
+def read_weights(weights: str | Path) -> dict[str, torch.Tensor]:
+    """A weights file read as plain tensors only (``weights_only=True``): it can never run code."""
     path = Path(weights)
     if not path.is_file():
         raise FileNotFoundError(f"Inception weights not found: {path}")
@@ -31,13 +27,31 @@ def load_inception(weights: str | Path):
         raise ValueError(f"{path}: not a PyTorch state dict of plain tensors ({str(e).splitlines()[0]})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path}: expected a state dict of tensors")
+    return state
+
+
+def _feature_extractor_class():
+    try:
+        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+    except ImportError as e:
+        raise ImportError(f"Inception FID needs torch-fidelity (and torchvision): pip install torch-fidelity ({e})") from e
+    except (RuntimeError, OSError) as e:  # a torchvision built for another torch: "operator torchvision::nms does not exist"
+        raise ImportError(f"Inception FID: torch-fidelity is installed but does not import, most often because "
+                          f"torchvision does not match torch {torch.__version__} ({str(e).splitlines()[0]})") from e
+    return FeatureExtractorInceptionV3
+
+
+def load_inception(weights: str | Path):
+    """torch-fidelity's FID InceptionV3 (2048-d pool features) with the weights in `weights`."""
+    state = read_weights(weights)  # the user's file is checked before torch-fidelity is imported
+    extractor = _feature_extractor_class()
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "inception.pt"
         torch.save({k: v.clone() for k, v in state.items()}, copy)
         try:
-            return FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(copy))
+            return extractor("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(copy))
         except RuntimeError as e:  # load_state_dict: missing or unexpected keys, wrong shapes
-            raise ValueError(f"{path}: not torch-fidelity's InceptionV3 weights ({str(e).splitlines()[0]})") from None
+            raise ValueError(f"{weights}: not torch-fidelity's InceptionV3 weights ({str(e).splitlines()[0]})") from None
 
 
 @torch.no_grad()

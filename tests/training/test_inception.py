@@ -6,11 +6,19 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-pytest.importorskip("torch_fidelity", reason="needs torch-fidelity, which needs torchvision")
+from ganserve.training.inception import inception_fid, load_inception  # noqa: E402
+
+
+def _needs_torch_fidelity():
+    try:
+        import torch_fidelity.feature_extractor_inceptionv3  # noqa: F401
+    except (ImportError, RuntimeError, OSError) as e:  # RuntimeError: a torchvision built for another torch
+        pytest.skip(f"needs a working torch-fidelity (and torchvision): {str(e).splitlines()[0]}")
 
 
 def _random_inception_weights(path):
     """A state dict with torch-fidelity's InceptionV3 keys and shapes, randomly initialised."""
+    _needs_torch_fidelity()
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
     empty = path.with_name("empty.pt")
@@ -33,8 +41,6 @@ def _random_inception_weights(path):
 
 
 def test_inception_fid_runs_on_local_weights(tmp_path):
-    from ganserve.training.inception import inception_fid
-
     weights = _random_inception_weights(tmp_path / "inception.pt")
     rng = np.random.default_rng(0)
     a = rng.integers(0, 256, (20, 28, 28, 1), dtype=np.uint8)
@@ -47,8 +53,6 @@ def test_inception_fid_runs_on_local_weights(tmp_path):
 
 
 def test_inception_fid_refuses_pickled_code(tmp_path):
-    from ganserve.training.inception import load_inception
-
     class Evil:
         def __reduce__(self):
             return (print, ("code ran",))
@@ -57,3 +61,39 @@ def test_inception_fid_refuses_pickled_code(tmp_path):
     torch.save({"x": Evil()}, bad)
     with pytest.raises(ValueError, match="not a PyTorch state dict of plain tensors"):
         load_inception(bad)
+
+
+def test_missing_or_wrong_weights(tmp_path):
+    with pytest.raises(FileNotFoundError, match="Inception weights not found"):
+        load_inception(tmp_path / "nothing.pt")
+    listed = tmp_path / "list.pt"
+    torch.save([torch.zeros(1)], listed)
+    with pytest.raises(ValueError, match="expected a state dict of tensors"):
+        load_inception(listed)
+
+
+class _BrokenImport:
+    """A meta-path finder that fails as a torchvision built for another torch does, on import."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "torch_fidelity":
+            raise RuntimeError("operator torchvision::nms does not exist")
+        return None
+
+
+@pytest.mark.parametrize("failure", ["missing", "broken"])
+def test_torch_fidelity_that_does_not_import_gives_a_hint(tmp_path, monkeypatch, failure):
+    import sys
+
+    weights = tmp_path / "w.pt"
+    torch.save({"x": torch.zeros(1)}, weights)
+    for name in [m for m in sys.modules if m.split(".")[0] == "torch_fidelity"]:
+        monkeypatch.delitem(sys.modules, name)
+    if failure == "missing":
+        monkeypatch.setitem(sys.modules, "torch_fidelity", None)  # import raises ImportError
+        message = "needs torch-fidelity"
+    else:
+        monkeypatch.setattr(sys, "meta_path", [_BrokenImport(), *sys.meta_path])
+        message = "torchvision does not match torch"
+    with pytest.raises(ImportError, match=message):
+        load_inception(weights)

@@ -1,0 +1,54 @@
+"""`ganserve eval` (the training commands' own tests are in tests/training)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("sklearn")
+from ganserve.cli import main  # noqa: E402
+
+
+def run(capsys, *args):
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_eval_scores_a_model_against_real_images(capsys, tiny_model_dir):
+    from ganserve import Generator
+    from ganserve.training.evaluate import reference_images
+    from ganserve.training.metrics import Evaluator
+
+    code, out, err = run(capsys, "eval", str(tiny_model_dir), "--data", "digits", "--samples", "300", "--seed", "3",
+                         "--backend", "numpy", "--json")
+    assert code == 0, err
+    model = json.loads(out)["model"]
+    assert model["samples"] == 300 and model["backend"] == "numpy"
+    assert model["reference"] == "1797 images of digits"
+    # The figure is the metric of exactly those samples against those images.
+    gen = Generator.load(tiny_model_dir, backend="numpy")
+    expected = Evaluator(reference_images("digits", gen.config.output_shape)).score(gen.sample(300, seed=3))
+    assert model["fd"] == pytest.approx(expected["fd"], rel=1e-9) and model["cs"] == pytest.approx(expected["cs"])
+    assert np.isfinite(model["fd"]) and model["fd"] > 0
+
+    code, out, err = run(capsys, "eval", str(tiny_model_dir), "--data", "digits", "--samples", "50", "--backend", "numpy")
+    assert code == 0, err
+    assert "classifier: test accuracy 0.9177" in out and out.splitlines()[-1].startswith("model")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--samples", "1"], "--samples must be at least 2"),
+    (["--data", "/no/data"], "data not found"),
+    (["/no/such/model"], "no model directory at '/no/such/model'"),
+    (["--inception-weights", "/no/inception.pt"], "Inception weights not found"),
+])
+def test_eval_errors_are_one_line(capsys, tiny_model_dir, args, message):
+    model = [] if args[0].startswith("/") else [str(tiny_model_dir)]
+    code, out, err = run(capsys, "eval", *model, "--data", "digits", "--samples", "20", "--backend", "numpy", *args)
+    assert code == 1
+    assert err.startswith("error: ") and message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -1,0 +1,132 @@
+"""The quality metric: Frechet distance (FD) and classifier score (CS) in the shipped classifier's
+features. The formulas are checked against closed forms; the metric itself on real Fashion-MNIST
+(where installed): the real-vs-real floor is small, blur moves away from it, a random generator is far."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+import ganserve  # noqa: E402
+from ganserve.training.data import FASHION_MNIST_DIR, fashion_mnist_labels, load_dataset  # noqa: E402
+from ganserve.training.metrics import (  # noqa: E402
+    Evaluator,
+    Stats,
+    classifier_info,
+    classifier_score,
+    frechet_distance,
+    gaussian_blur,
+    load_classifier,
+    to_classifier_input,
+)
+
+needs_fashion_mnist = pytest.mark.skipif(not (FASHION_MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file(),
+                                         reason="dataset-fashion-mnist is not installed")
+
+
+def _random_spd(rng, d):
+    a = rng.normal(size=(d, d))
+    return a @ a.T / d + 0.1 * np.eye(d)
+
+
+def test_frechet_distance_of_diagonal_gaussians_in_closed_form():
+    rng = np.random.default_rng(0)
+    d = 16
+    mu_a, mu_b = rng.normal(size=d), rng.normal(size=d)
+    var_a, var_b = rng.uniform(0.1, 3, d), rng.uniform(0.1, 3, d)
+    expected = ((mu_a - mu_b) ** 2).sum() + ((np.sqrt(var_a) - np.sqrt(var_b)) ** 2).sum()
+    a, b = Stats(mu_a, np.diag(var_a)), Stats(mu_b, np.diag(var_b))
+    assert frechet_distance(a, b) == pytest.approx(expected, rel=1e-9)
+    # The same pair seen in rotated coordinates: the distance does not depend on the basis.
+    q = np.linalg.qr(rng.normal(size=(d, d)))[0]
+    rotated = [Stats(q @ s.mu, q @ s.sigma @ q.T) for s in (a, b)]
+    assert frechet_distance(*rotated) == pytest.approx(expected, rel=1e-6)
+
+
+def test_frechet_distance_of_non_commuting_covariances():
+    scipy_linalg = pytest.importorskip("scipy.linalg")
+    rng = np.random.default_rng(1)
+    d = 12
+    a = Stats(rng.normal(size=d), _random_spd(rng, d))
+    b = Stats(rng.normal(size=d), _random_spd(rng, d))
+    cross = np.trace(scipy_linalg.sqrtm(a.sigma @ b.sigma)).real
+    expected = ((a.mu - b.mu) ** 2).sum() + np.trace(a.sigma) + np.trace(b.sigma) - 2 * cross
+    assert frechet_distance(a, b) == pytest.approx(expected, rel=1e-7)
+    assert frechet_distance(b, a) == pytest.approx(expected, rel=1e-7)
+    assert abs(frechet_distance(a, a)) < 1e-9
+
+
+def test_classifier_score_bounds():
+    eye = np.eye(10)
+    assert classifier_score(np.repeat(eye, 5, axis=0)) == pytest.approx(10)  # sure and balanced: the maximum
+    assert classifier_score(np.repeat(eye[:1], 50, axis=0)) == pytest.approx(1)  # one class only
+    assert classifier_score(np.full((50, 10), 0.1)) == pytest.approx(1)  # never sure
+
+
+def test_gaussian_blur():
+    flat = np.full((2, 9, 9, 1), 77, np.uint8)
+    np.testing.assert_array_equal(gaussian_blur(flat, 1.0), flat)
+    dot = np.zeros((1, 15, 15, 3), np.uint8)
+    dot[0, 7, 7] = 255
+    half, one = gaussian_blur(dot, 0.5), gaussian_blur(dot, 1.0)
+    assert half.shape == dot.shape and half.dtype == np.uint8
+    assert 255 > half[0, 7, 7, 0] > one[0, 7, 7, 0] > 0  # a wider blur spreads the dot further
+    np.testing.assert_array_equal(one[0], one[0, ::-1])  # and symmetrically
+    np.testing.assert_array_equal(one[0], one[0, :, ::-1])
+    assert abs(int(one.sum(dtype=np.int64)) // 3 - 255) < 10  # about the same light, up to rounding
+
+
+def test_classifier_input():
+    rng = np.random.default_rng(0)
+    gray = rng.integers(0, 256, (3, 32, 32, 1), dtype=np.uint8)
+    x = to_classifier_input(gray)
+    assert x.shape == (3, 1, 28, 28) and -1 <= float(x.min()) and float(x.max()) <= 1
+    rgb = to_classifier_input(np.repeat(gray, 3, axis=3))  # equal channels: the same gray image
+    np.testing.assert_allclose(rgb.numpy(), x.numpy(), atol=1e-5)
+    with pytest.raises(TypeError, match="must be uint8"):
+        to_classifier_input(gray.astype(np.float32))
+
+
+@needs_fashion_mnist
+def test_shipped_classifier_has_its_recorded_test_accuracy():
+    from ganserve.training.classifier import accuracy
+
+    x = load_dataset("fashion-mnist-test").to_tensor((1, 28, 28))
+    y = torch.from_numpy(fashion_mnist_labels("test").astype(np.int64))
+    assert accuracy(load_classifier(), x, y) == pytest.approx(classifier_info()["test_accuracy"], abs=1e-3)
+
+
+@pytest.fixture(scope="module")
+def scores():
+    """FD and CS on 2,000 images each, against 2,000 training images."""
+    from ganserve.training.evaluate import reference_images
+    from helpers import random_weights
+
+    n = 2000
+    evaluator = Evaluator(reference_images("fashion-mnist", (1, 28, 28), n))
+    test = load_dataset("fashion-mnist-test", limit=n).images
+    config = ganserve.create_config("dcgan28")
+    untrained = ganserve.Generator.from_weights(config, random_weights(config, seed=0), backend="numpy")
+    return {
+        "floor": evaluator.score(test),
+        "blur 0.5": evaluator.score(gaussian_blur(test, 0.5)),
+        "blur 1": evaluator.score(gaussian_blur(test, 1.0)),
+        "random": evaluator.score(untrained.sample(n)),
+        "shipped": evaluator.score(ganserve.Generator.load(backend="numpy").sample(n)),
+    }
+
+
+@needs_fashion_mnist
+def test_the_floor_is_small_and_a_random_generator_is_far(scores):
+    fd = {name: s["fd"] for name, s in scores.items()}
+    assert fd["floor"] < 0.5
+    assert fd["floor"] < fd["blur 0.5"] < fd["blur 1"] < fd["random"]
+    assert fd["random"] > 50
+    assert scores["floor"]["cs"] > 7.5 > scores["blur 1"]["cs"] > scores["random"]["cs"]
+
+
+@needs_fashion_mnist
+def test_the_shipped_model_is_closer_to_the_data_than_the_1px_blur(scores):
+    assert scores["shipped"]["fd"] < scores["blur 1"]["fd"]
+    assert scores["shipped"]["cs"] > scores["blur 1"]["cs"]
