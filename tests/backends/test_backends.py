@@ -11,7 +11,8 @@ from ganserve import Generator
 from ganserve.backends import available_backends, create_backend, list_backends
 from ganserve.model_io import load_model
 
-CPU = [("torch", {"device": "cpu"}), ("onnxruntime", {"device": "cpu"})]
+CPU = [("torch", {"device": "cpu"}), ("onnxruntime", {"device": "cpu"}),
+       ("onnxruntime", {"device": "cpu", "io_binding": True})]  # the CUDA path's calls, on the CPU provider
 GPU = [("torch", {"device": "cuda"}), ("torch", {"device": "cuda", "compile": True}),
        ("onnxruntime", {"device": "cuda"}), ("tensorrt", {})]
 GPU_FP16 = [("torch", {"device": "cuda", "precision": "fp16"}),
@@ -40,11 +41,14 @@ def _compare(backend, model, n=37, float_tol=1e-4, levels=2):
 
 
 @pytest.mark.parametrize("preset", ganserve.list_presets())
-@pytest.mark.parametrize("name,options", CPU, ids=["torch-cpu", "onnxruntime-cpu"])
+@pytest.mark.parametrize("name,options", CPU, ids=["torch-cpu", "onnxruntime-cpu", "onnxruntime-cpu-iobinding"])
 def test_cpu_backends_match_numpy(name, options, preset):
     config = ganserve.create_config(preset, width=8 if preset != "mlp28" else 16)
     model = ganserve.model_io.Model(config, random_weights(config, seed=2), {})
-    _compare(_backend(name, options, model), model)
+    backend = _backend(name, options, model)
+    if options.get("io_binding"):  # uint8 conversion inside the graph, as on the GPU
+        assert backend.describe()["io_binding"] and "images_uint8" in backend.outputs
+    _compare(backend, model)
 
 
 @pytest.mark.gpu
