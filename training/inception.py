@@ -66,7 +66,8 @@ def inception_features(net, images: np.ndarray, batch_size: int = 50) -> np.ndar
     return np.concatenate(out)
 
 
-def inception_fid(generated: np.ndarray, reference: np.ndarray, weights: str | Path) -> float:
-    """FID between two sets of uint8 (N, H, W, C) images with the Inception weights in `weights`."""
-    net = load_inception(weights)
+def inception_fid(generated: np.ndarray, reference: np.ndarray, weights) -> float:
+    """FID between two sets of uint8 (N, H, W, C) images, with the Inception weights in the file
+    `weights` or with a network that `load_inception` returned."""
+    net = load_inception(weights) if isinstance(weights, (str, Path)) else weights
     return frechet_distance(Stats.of(inception_features(net, generated)), Stats.of(inception_features(net, reference)))

@@ -87,6 +87,10 @@ def eval_(
 
     if samples < 2:
         raise ValueError(f"--samples must be at least 2, got {samples}")
+    if inception_weights is not None:  # a missing file or package is said before the long scoring
+        from ganserve.training.inception import load_inception
+
+        inception = load_inception(inception_weights)
     result = {"model": evaluate_model(model, data, samples, seed, backend, truncation)}
     if calibrate:
         result.update(calibration(data))
@@ -97,7 +101,7 @@ def eval_(
 
         gen = Generator.load(model, backend=backend)
         real = reference_images(data, gen.config.output_shape, samples)
-        result["model"]["inception_fid"] = inception_fid(gen.sample(samples, seed=seed), real, inception_weights)
+        result["model"]["inception_fid"] = inception_fid(gen.sample(samples, seed=seed), real, inception)
     if as_json:
         typer.echo(json.dumps(result, indent=2, sort_keys=True))
         return

@@ -97,3 +97,18 @@ def test_torch_fidelity_that_does_not_import_gives_a_hint(tmp_path, monkeypatch,
         message = "torchvision does not match torch"
     with pytest.raises(ImportError, match=message):
         load_inception(weights)
+
+
+def test_eval_command_adds_the_inception_fid(tmp_path, capsys, tiny_model_dir):
+    import json
+
+    from ganserve.cli import main
+
+    pytest.importorskip("sklearn")  # the digits data
+    weights = _random_inception_weights(tmp_path / "inception.pt")
+    code = main(["eval", str(tiny_model_dir), "--data", "digits", "--samples", "20", "--backend", "numpy",
+                 "--inception-weights", str(weights), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    fid = json.loads(out)["model"]["inception_fid"]
+    assert np.isfinite(fid) and fid > 0
