@@ -18,7 +18,8 @@ from ganserve._files import atomic_path, temp_name
 
 FORMAT = "ganserve-train-checkpoint"
 VERSION = 1
-REQUIRED_KEYS = {"format", "version", "step", "config", "options", "G", "D", "EMA", "opt_G", "opt_D", "rng", "data"}
+REQUIRED_KEYS = {"format", "version", "step", "config", "options", "G", "D", "EMA", "opt_G", "opt_D", "rng", "data",
+                 "history", "best_fd", "elapsed_s"}
 
 
 class CheckpointError(ValueError):
@@ -34,8 +35,9 @@ def save_checkpoint(state: dict[str, Any], run: Path, keep: int = 3) -> Path:
     history = run / "checkpoints"
     history.mkdir(exist_ok=True)
     link(last, history / f"step-{state['step']:08d}.pt")
-    for old in sorted(history.glob("step-*.pt"))[:-keep] if keep > 0 else []:
-        old.unlink(missing_ok=True)
+    old = sorted(history.glob("step-*.pt"))
+    for path in old[:max(0, len(old) - keep)]:  # keep=0: none kept (last.pt is the newest)
+        path.unlink(missing_ok=True)
     return last
 
 

@@ -21,6 +21,7 @@ import io
 import os
 import pickle
 import struct
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +87,8 @@ def read_idx(path: Path) -> np.ndarray:
         raise ValueError(f"{path}: not a uint8 IDX file")
     ndim = data[3]
     header = 4 + 4 * ndim
+    if len(data) < header:
+        raise ValueError(f"{path}: truncated IDX header")
     dims = struct.unpack(f">{ndim}I", data[4:header])
     if len(data) - header != int(np.prod(dims)):
         raise ValueError(f"{path}: IDX header says {dims} but the file holds {len(data) - header} bytes")
@@ -146,10 +149,15 @@ def _image_folder(folder: Path, files: list[Path] | None = None) -> Dataset:
 
 def _npz(path: Path) -> Dataset:
     try:
-        with np.load(path, allow_pickle=False) as data:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError("an .npy array or another file under that name, not an .npz archive")
+        with data:
+            if not data.files:
+                raise ValueError("the archive holds no arrays")
             key = "images" if "images" in data.files else data.files[0]
             arr = data[key]
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
         raise ValueError(f"{path}: cannot read .npz ({e})") from None
     if arr.ndim == 3:
         arr = arr[..., None]

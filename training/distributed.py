@@ -57,6 +57,15 @@ def mean_across(d: Dist, values: torch.Tensor) -> torch.Tensor:
     return values
 
 
+def broadcast_flag(d: Dist, flag: bool) -> bool:
+    """Rank 0's `flag` on every rank (a collective: all ranks call it)."""
+    if not d.enabled:
+        return flag
+    value = [flag]
+    dist.broadcast_object_list(value, src=0)
+    return bool(value[0])
+
+
 def gather_states(d: Dist, state: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
     """Every rank's RNG `state`, in rank order (a collective: all ranks call it)."""
     if not d.enabled:

@@ -29,10 +29,12 @@ def sample_images(net: nn.Module, n: int, seed: int, train_mode: bool = False, b
     z = torch.from_numpy(make_latents(n, latent_dim, seed=seed))
     was_training = net.training
     net.train(train_mode)
+    bounds = [*range(0, n, batch_size), n]
+    if train_mode and len(bounds) > 2 and bounds[-1] - bounds[-2] == 1:
+        del bounds[-2]  # batch norm needs two images per batch in train mode: the last one joins the batch before
     out = []
-    for i in range(0, n, batch_size):
-        out.append(to_uint8(net(z[i:i + batch_size].to(device)).float().cpu().numpy(),
-                            net.config.value_range))
+    for lo, hi in zip(bounds, bounds[1:]):
+        out.append(to_uint8(net(z[lo:hi].to(device)).float().cpu().numpy(), net.config.value_range))
     net.train(was_training)
     return np.concatenate(out)
 

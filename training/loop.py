@@ -53,9 +53,8 @@ class Trainer:
                  explicit: dict[str, Any] | None = None) -> None:
         self.run = Path(opts.out)
         saved = self._checkpoint_to_resume(resume)
-        if saved is not None:
-            given = opts.to_dict() if explicit is None else explicit
-            given.update({k: getattr(opts, k) for k in TrainOptions.RUN_CONTROL})
+        if saved is not None:  # run-control fields not given keep the checkpoint's (--steps above all)
+            given = opts.to_dict() if explicit is None else {**explicit, "out": opts.out}
             opts = TrainOptions.resumed(saved["options"], given)
         self.dist = distributed.setup(opts.device)
         self.log = log if self.dist.main else (lambda *_: None)
@@ -100,7 +99,8 @@ class Trainer:
             if not last.is_file():
                 raise FileNotFoundError(f"--resume: no checkpoint at {last}")
             for stale in [*self.run.glob(".*.tmp"), *self.run.glob("checkpoints/.*.tmp")]:
-                stale.unlink()  # a save cut short by a kill: last.pt itself is always whole
+                stale.unlink(missing_ok=True)  # a save cut short by a kill (last.pt is always whole);
+                # missing_ok: under torchrun every rank clears them
             return load_checkpoint(last)
         if last.exists():
             raise FileExistsError(f"{self.run} already holds a run ({last}); pass --resume to continue it "
@@ -121,7 +121,7 @@ class Trainer:
             self.D_train = nn.parallel.DistributedDataParallel(self.D, device_ids=ids)
         else:
             self.G_train, self.D_train = self.G, self.D
-        adam = dict(betas=(opts.beta1, opts.beta2), fused=True)
+        adam = dict(betas=(opts.beta1, opts.beta2), fused=True)  # fused on the CPU too: torch >= 2.4
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=opts.lr_g, **adam)
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=opts.lr_d, **adam)
 
@@ -143,6 +143,7 @@ class Trainer:
             "best_fd": self.best_fd,
             "elapsed_s": self.elapsed,
             "world": self.dist.world,
+            "device_type": self.dist.device.type,
             "ganserve_version": __version__,
         }
 
@@ -156,6 +157,10 @@ class Trainer:
         if s.get("world", 1) != self.dist.world:
             raise ValueError(f"--resume: the checkpoint was written by {s['world']} process(es), "
                              f"this run has {self.dist.world}")
+        written_on = s.get("device_type", "cuda" if "cuda" in s["rng"][0] else "cpu")
+        if written_on != self.dist.device.type:  # the latent generator's state belongs to one device type
+            raise ValueError(f"--resume: the checkpoint was written on {written_on}, this run is on "
+                             f"{self.dist.device.type}; resume it with --device {written_on}")
         self.G.load_state_dict(s["G"])
         self.D.load_state_dict(s["D"])
         if self.ema is not None:
@@ -179,6 +184,7 @@ class Trainer:
         """This rank's share of epoch `epoch`'s permutation (like DistributedSampler)."""
         gen = torch.Generator().manual_seed(self.opts.seed * 1_000_003 + epoch)
         perm = torch.randperm(len(self.images), generator=gen)
+        perm = perm[:len(perm) - len(perm) % self.dist.world]  # equal shares: ranks never drift apart
         return perm[self.dist.rank::self.dist.world].to(self.images.device)
 
     def _next_batch(self) -> torch.Tensor:
@@ -240,7 +246,8 @@ class Trainer:
             sums += self.train_step(self._next_batch())
             count += 1
             self.step += 1
-            if self.step % opts.log_every == 0 or self.step == opts.steps:
+            due = [self.step % every == 0 for every in (opts.log_every, opts.eval_every, opts.checkpoint_every)]
+            if any(due) or self.step == opts.steps:
                 now = time.perf_counter()
                 self.elapsed += now - tick
                 means = distributed.mean_across(self.dist, sums / count)
@@ -250,13 +257,15 @@ class Trainer:
                     bar.update(self.step - bar.n)
                     bar.set_postfix(loss_d=f"{row['loss_d']:.3f}", loss_g=f"{row['loss_g']:.3f}",
                                     img_s=f"{row['images_per_s']:.0f}")
-                if self.step % opts.eval_every == 0 or self.step == opts.steps:
+                best = False
+                if due[1] or self.step == opts.steps:
                     devices = [self.dist.device] if self.cuda else []
                     with torch.random.fork_rng(devices=devices):  # evaluation never moves training's RNG
                         self.evaluate(row)
+                    best = distributed.broadcast_flag(self.dist, row.get("best", False))  # only rank 0 evaluates
                 self._append(row)
-                if self.step % opts.checkpoint_every == 0 or self.step == opts.steps or row.get("best"):
-                    self.save(best=row.get("best", False))
+                if due[2] or self.step == opts.steps or best:  # every rank: saving is a collective
+                    self.save(best=best)
                 tick = time.perf_counter()
         if bar is not None:
             bar.close()
@@ -300,14 +309,14 @@ class Trainer:
         evaluator = self._evaluator = self._evaluator or evaluator_for(self.images, self.config)
         net = self.inference_generator()
         n = self.opts.eval_samples
+        samples = self.run / "samples"
+        samples.mkdir(exist_ok=True)
+        save_grid(net, samples / f"step-{self.step:08d}.png")  # first: train-mode sampling moves BN statistics
         eval_mode = evaluator.score(sample_images(net, n, seed=12345, train_mode=False))
         train_mode = evaluator.score(sample_images(net, n, seed=12345, train_mode=True,
                                                    batch_size=self.opts.batch_size))
         row.update(fd=eval_mode["fd"], cs=eval_mode["cs"], fd_train_mode=train_mode["fd"],
                    cs_train_mode=train_mode["cs"])
-        samples = self.run / "samples"
-        samples.mkdir(exist_ok=True)
-        save_grid(net, samples / f"step-{self.step:08d}.png")
         self.log(f"step {self.step}: FD {eval_mode['fd']:.2f} (train-mode BN {train_mode['fd']:.2f}), "
                  f"CS {eval_mode['cs']:.2f}")
         if eval_mode["fd"] < self.best_fd:
@@ -353,11 +362,12 @@ class Trainer:
 def inference_generator(net: nn.Module, opts: TrainOptions, device: torch.device) -> nn.Module:
     """A float32 eval-mode copy of `net` with batch-norm statistics recomputed from fresh latents.
 
-    Deterministic for a given run: the latents come from a generator seeded by the run's seed, so
-    `ganserve export` of a checkpoint gives the weights that the run itself exported.
+    Deterministic for a given run: the latents come from a CPU generator seeded by the run's seed
+    (on any device), so `ganserve export` of a checkpoint, which runs on the CPU, gives the weights
+    that the run itself exported.
     """
     net = copy.deepcopy(net).float().to(device, memory_format=torch.contiguous_format)
-    gen = torch.Generator(device).manual_seed(opts.seed + 99)
+    gen = torch.Generator().manual_seed(opts.seed + 99)
     with torch.autocast(device.type, enabled=False):
         return recalibrate_batch_norm(net, net.config.latent_dim, opts.recalibration_batches, opts.batch_size,
                                       gen, device)

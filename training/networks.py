@@ -125,7 +125,7 @@ def recalibrate_batch_norm(net: nn.Module, latent_dim: int, batches: int, batch_
         m.momentum = None  # cumulative moving average: the exact mean over the batches below
     net.train()
     for _ in range(batches):
-        net(torch.randn(batch_size, latent_dim, generator=generator, device=device))
+        net(torch.randn(batch_size, latent_dim, generator=generator, device=generator.device).to(device))
     for m, momentum in zip(norms, saved):
         m.momentum = momentum
     return net.eval()

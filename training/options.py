@@ -52,6 +52,8 @@ class TrainOptions:
             raise ValueError(f"--ema-decay must be in [0, 1), got {self.ema_decay}")
         if not (0 <= self.label_smoothing < 0.5):
             raise ValueError(f"--label-smoothing must be in [0, 0.5), got {self.label_smoothing}")
+        if self.eval_samples < 2:
+            raise ValueError(f"--eval-samples must be at least 2 (a covariance needs two), got {self.eval_samples}")
         if self.seed < 0 or self.keep < 0:
             raise ValueError("--seed and --keep must be >= 0")
         if self.data_limit is not None and self.data_limit <= 0:

@@ -35,8 +35,10 @@ def plot_curves(history: list[dict[str, Any]], path: Path) -> Path | None:
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
+    try:
+        fig.tight_layout()
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=80)
+    finally:
+        plt.close(fig)
     return path

@@ -24,14 +24,15 @@ def train(
     data: Optional[str] = typer.Option(None, "--data", "-d",
                                        help="fashion-mnist, digits, an image folder, IDX, .npz or CIFAR-10 path."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory (checkpoints, logs, samples, model/)."),
-    steps: int = typer.Option(10_000, "--steps", help="Total training steps (a resumed run continues to it)."),
+    steps: Optional[int] = typer.Option(
+        None, "--steps", help="Total training steps (default 10000; --resume keeps the run's own unless given)."),
     seed: Optional[int] = typer.Option(None, "--seed"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Per process (default 64)."),
-    checkpoint_every: int = typer.Option(1000, "--checkpoint-every"),
-    eval_every: int = typer.Option(1000, "--eval-every"),
-    eval_samples: int = typer.Option(5000, "--eval-samples"),
-    keep: int = typer.Option(3, "--keep", help="Older checkpoints kept besides last.pt and best.pt."),
-    log_every: int = typer.Option(50, "--log-every"),
+    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Default 1000."),
+    eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Default 1000."),
+    eval_samples: Optional[int] = typer.Option(None, "--eval-samples", help="Default 5000."),
+    keep: Optional[int] = typer.Option(None, "--keep", help="Step checkpoints kept in checkpoints/ (default 3)."),
+    log_every: Optional[int] = typer.Option(None, "--log-every", help="Default 50."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last.pt."),
     lr_g: Optional[float] = typer.Option(None, "--lr-g", help="Generator learning rate (default 2e-4)."),
     lr_d: Optional[float] = typer.Option(None, "--lr-d", help="Discriminator learning rate (default 2e-4)."),
@@ -53,11 +54,13 @@ def train(
 
     given = dict(preset=preset, data=data, seed=seed, batch_size=batch_size, lr_g=lr_g, lr_d=lr_d, beta1=beta1,
                  ema_decay=ema_decay, label_smoothing=label_smoothing, channels=channels, latent_dim=latent_dim,
-                 width=width, data_limit=data_limit, device=device, amp=amp)
-    control = dict(out=str(out), steps=steps, checkpoint_every=checkpoint_every, eval_every=eval_every,
-                   eval_samples=eval_samples, keep=keep, log_every=log_every)
+                 width=width, data_limit=data_limit, device=device, amp=amp, steps=steps,
+                 checkpoint_every=checkpoint_every, eval_every=eval_every, eval_samples=eval_samples, keep=keep,
+                 log_every=log_every)
     explicit = {k: v for k, v in given.items() if v is not None}
-    opts = TrainOptions(**control, **({} if resume else explicit))
+    # With --resume, what was not given comes from the checkpoint (the Trainer merges `explicit` into it).
+    control = {k: v for k, v in explicit.items() if k in TrainOptions.RUN_CONTROL}
+    opts = TrainOptions(out=str(out), **(control if resume else explicit))
     try:
         model = run_training(opts, resume=resume, log=typer.echo, explicit=explicit)
     except TrainingDiverged as e:

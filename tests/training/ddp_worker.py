@@ -9,8 +9,10 @@ from ganserve.training.loop import Trainer
 from ganserve.training.options import TrainOptions
 
 out, steps, resume = sys.argv[1], int(sys.argv[2]), len(sys.argv) > 3
-opts = TrainOptions(preset="upconv32", data="digits", out=out, steps=steps, batch_size=16, width=8, data_limit=256,
-                    checkpoint_every=2, eval_every=1000, eval_samples=64, log_every=2, recalibration_batches=2,
+# 255 images: shares of 128 and 127 would give the ranks 8 and 7 batches an epoch (equal shares give 7 each).
+# Evaluations at steps 3 and 9 fall between checkpoints (every 2): only rank 0 evaluates, every rank saves.
+opts = TrainOptions(preset="upconv32", data="digits", out=out, steps=steps, batch_size=16, width=8, data_limit=255,
+                    checkpoint_every=2, eval_every=3, eval_samples=64, log_every=1, recalibration_batches=2,
                     device="cpu")
 trainer = Trainer(opts, resume=resume, log=lambda *_: None)
 trainer.fit()

@@ -83,6 +83,22 @@ def test_npz_layouts_and_ranges(tmp_path):
     np.testing.assert_array_equal(load_dataset(tmp_path / "nhwc_uint8.npz").images, cases["nhwc_uint8.npz"])
 
 
+def test_broken_npz_and_idx_files_are_one_clear_error(tmp_path):
+    np.savez(tmp_path / "whole.npz", images=np.zeros((4, 8, 8), np.uint8))
+    (tmp_path / "truncated.npz").write_bytes((tmp_path / "whole.npz").read_bytes()[:100])
+    np.save(tmp_path / "array.npy", np.zeros((4, 8, 8), np.uint8))
+    (tmp_path / "array.npy").rename(tmp_path / "array.npz")
+    np.savez(tmp_path / "empty.npz")
+    for name, message in [("truncated.npz", "cannot read .npz"), ("array.npz", "not an .npz archive"),
+                          ("empty.npz", "holds no arrays")]:
+        with pytest.raises(ValueError, match=message):
+            load_dataset(tmp_path / name)
+    header_cut = tmp_path / "cut-images-idx3-ubyte"
+    header_cut.write_bytes(bytes([0, 0, 8, 3, 0, 0]))
+    with pytest.raises(ValueError, match="truncated IDX header"):
+        load_dataset(header_cut)
+
+
 def _cifar_batch(path, n=6):
     rng = np.random.default_rng(3)
     batch = {b"batch_label": b"training batch 1 of 5", b"labels": list(range(n)),

@@ -10,7 +10,9 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 torch = pytest.importorskip("torch")
 from ganserve.cli import main  # noqa: E402
@@ -109,6 +111,65 @@ def test_keeps_a_few_checkpoints_and_best(tmp_path):
     assert best["step"] in (6, 12)
 
 
+def test_keep_zero_keeps_no_step_checkpoints(tmp_path):
+    train(opts(tmp_path / "r", steps=6, keep=0), log=quiet)
+    assert list((tmp_path / "r" / "checkpoints").iterdir()) == []
+    assert load_checkpoint(tmp_path / "r" / "last.pt")["step"] == 6
+
+
+def test_evaluations_and_checkpoints_off_the_logging_steps(tmp_path):
+    train(opts(tmp_path / "r", steps=8, log_every=3, checkpoint_every=4, eval_every=5), log=quiet)
+    rows = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [3, 4, 5, 6, 8]
+    assert [r["step"] for r in rows if "fd" in r] == [5, 8]
+    assert sorted(p.name for p in (tmp_path / "r" / "checkpoints").iterdir()) == [
+        "step-00000004.pt", "step-00000005.pt", "step-00000008.pt"]  # 5: the first evaluation is the best yet
+
+
+def test_sample_grid_shows_what_users_get(tmp_path):
+    """The grid of the last evaluation is the exported model's first 64 samples of seed 0."""
+    from ganserve.images import make_grid
+
+    model_dir = train(opts(tmp_path / "r", steps=4), log=quiet)
+    grid = np.asarray(Image.open(tmp_path / "r" / "samples" / "step-00000004.png"))
+    expected = make_grid(ganserve.Generator.load(model_dir, backend="torch", device="cpu").sample(64, seed=0))
+    assert grid.shape == expected.shape[:2]
+    np.testing.assert_array_equal(grid, expected[..., 0])  # the same torch computation on the same weights
+
+
+def test_train_mode_sampling_never_makes_a_batch_of_one():
+    """mlp28's BatchNorm1d cannot take a batch of one image in train mode."""
+    from ganserve.torch_model import build_generator
+    from ganserve.training.evaluate import sample_images
+
+    net = build_generator(ganserve.create_config("mlp28", width=16))
+    assert sample_images(net, 17, seed=0, train_mode=True, batch_size=16).shape == (17, 28, 28, 1)
+
+
+def test_resume_keeps_the_runs_own_steps(tmp_path, capsys):
+    """`ganserve train --out RUN --resume` alone continues to the run's --steps, not the default's."""
+    run = tmp_path / "r"
+    train(opts(run, steps=6, checkpoint_every=3, log_every=3), log=quiet)
+    (run / "last.pt").rename(tmp_path / "uninterrupted.pt")
+    (run / "checkpoints" / "step-00000006.pt").unlink()
+    (run / "checkpoints" / "step-00000003.pt").rename(run / "last.pt")  # as if killed after the step-3 checkpoint
+    assert main(["train", "--out", str(run), "--resume"]) == 0, capsys.readouterr().err
+    state = load_checkpoint(run / "last.pt")
+    assert state["step"] == 6 and state["options"]["steps"] == 6 and state["options"]["checkpoint_every"] == 3
+    _assert_identical(tmp_path / "uninterrupted.pt", run / "last.pt")
+
+
+def test_resume_on_another_device_type_is_refused(tmp_path):
+    run = tmp_path / "r"
+    train(opts(run, steps=3), log=quiet)
+    state = torch.load(run / "last.pt", weights_only=True)
+    assert state["device_type"] == "cpu"
+    state["device_type"] = "cuda"  # as written by a GPU run
+    torch.save(state, run / "last.pt")
+    with pytest.raises(ValueError, match="written on cuda, this run is on cpu; resume it with --device cuda"):
+        Trainer(opts(run, steps=6), resume=True)
+
+
 def test_refuses_to_overwrite_a_run(tmp_path):
     train(opts(tmp_path / "r", steps=3), log=quiet)
     with pytest.raises(FileExistsError, match="pass --resume"):
@@ -127,6 +188,15 @@ def test_resume_errors(tmp_path, capsys):
     code = main(["train", "--out", str(tmp_path / "r"), "--resume", "--steps", "6"])
     err = capsys.readouterr().err
     assert code == 1 and "truncated, corrupt or not a checkpoint" in err and len(err.strip().splitlines()) == 1
+
+
+def test_checkpoint_without_its_history_is_refused(tmp_path):
+    train(opts(tmp_path / "r", steps=3), log=quiet)
+    state = torch.load(tmp_path / "r" / "last.pt", weights_only=True)
+    del state["history"]
+    torch.save(state, tmp_path / "partial.pt")
+    with pytest.raises(CheckpointError, match=r"missing \['history'\]"):
+        load_checkpoint(tmp_path / "partial.pt")
 
 
 def test_not_a_checkpoint(tmp_path):
