@@ -260,7 +260,9 @@ def _runs_fp16(tensors: list[Any]) -> bool:
     """Whether any tensor description names an FP16 type."""
     for tensor in tensors:
         if isinstance(tensor, dict):
-            text = " ".join(str(tensor.get(key, "")) for key in ("Format/Datatype", "DataType", "Format"))
+            # any key naming a type or format, in any case: "Format/Datatype" (TensorRT 10), "Format" and
+            # "DataType" or "Datatype" (TensorRT 11, whose spellings differ between NVIDIA's documents)
+            text = " ".join(str(v) for k, v in tensor.items() if "datatype" in k.lower() or "format" in k.lower())
             if _FP16.search(text):
                 return True
     return False
@@ -271,13 +273,17 @@ def _runs_fp16(tensors: list[Any]) -> bool:
 
 def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, *, min_batch: int = 1,
                  opt_batch: int = 64, max_batch: int = 1024, timing_cache: str | os.PathLike | None = None,
-                 workspace_gb: float | None = None, uint8_output: bool = True) -> dict[str, Any]:
+                 workspace_gb: float | None = None, uint8_output: bool = True,
+                 strongly_typed: bool | None = None) -> dict[str, Any]:
     """Build an FP16 TensorRT engine from ganserve's FP16 ONNX graph and write it with its header.
 
     Written against NVIDIA's documented TensorRT Python API, not run where ganserve is developed.
-    TensorRT 10 builds a weakly typed network with ``BuilderFlag.FP16``; TensorRT 11 (which removed
-    that flag) builds a strongly typed one whose precision comes from the graph. Either way the
-    built engine's layers are then checked to run in FP16 (`check_layer_precisions`).
+    By default the network is strongly typed wherever TensorRT has that flag (TensorRT 10 and 11):
+    the precision is the FP16 graph's, so TensorRT cannot quietly pick FP32 kernels, e.g. for the
+    one-channel last layer. Weak typing is deprecated since TensorRT 10.12 and its
+    ``BuilderFlag.FP16`` is gone in 11; ``strongly_typed=False`` still builds that way on TensorRT
+    10 (and it is the only way on a TensorRT without STRONGLY_TYPED). Either way the built engine's
+    layers are then checked to run in FP16 (`check_layer_precisions`).
 
     Args:
         onnx_path: ``generator.fp16.onnx`` from `ganserve export --fp16`; its sha256 goes in the header.
@@ -291,6 +297,8 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, *
         uint8_output: give the engine a second output, ``images_uint8`` (n, H, W, C), converted on
             the GPU so that 4x fewer bytes come back; added to the graph in memory if the ONNX file
             lacks it (the header's sha256 is still the file's).
+        strongly_typed: None (default): strongly typed where TensorRT can; False: weakly typed with
+            ``BuilderFlag.FP16`` (TensorRT 10 and older); True: strongly typed or an error.
 
     Returns:
         The header written.
@@ -310,12 +318,12 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, *
     source = onnx_path.read_bytes()
     graph, meta, outputs = _prepare_graph(source, onnx_path, uint8_output)
 
-    # 1. Parse into a network: weakly typed + FP16 flag on TensorRT 10, strongly typed where the flag is gone.
+    # 1. Parse into a network: strongly typed where TensorRT has the flag, else weakly typed + FP16 flag.
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    strongly_typed = not hasattr(trt.BuilderFlag, "FP16")
-    flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
-    network = builder.create_network(1 << int(flag) if strongly_typed and flag is not None else 0)
+    strongly_typed = _typing(trt, strongly_typed)
+    flag = trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED if strongly_typed else None
+    network = builder.create_network(1 << int(flag) if flag is not None else 0)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(graph):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
@@ -383,6 +391,20 @@ def _prepare_graph(source: bytes, where: Path, uint8_output: bool) -> tuple[byte
         outputs.append("images_uint8")
         return model.SerializeToString(), meta, outputs
     return source, meta, outputs
+
+
+def _typing(trt, requested: bool | None) -> bool:
+    """Whether to build strongly typed: as requested where this TensorRT can, by default where it can."""
+    can_strong = hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
+    can_weak = hasattr(trt.BuilderFlag, "FP16")
+    if requested is None:
+        return can_strong or not can_weak
+    if requested and not can_strong:
+        raise BackendUnavailableError(f"TensorRT {trt.__version__} cannot build strongly typed networks")
+    if not requested and not can_weak:
+        raise BackendUnavailableError(f"TensorRT {trt.__version__} has no BuilderFlag.FP16 (removed in "
+                                      f"TensorRT 11): it builds strongly typed networks only")
+    return requested
 
 
 def _check_network(trt, network, where: Path, strongly_typed: bool) -> int:

@@ -120,6 +120,9 @@ def _plan(engine: Path, max_batch_size: int) -> tuple[bytes, list[str]]:
     from .tensorrt_engine import read_engine
 
     header, plan = read_engine(engine)
+    if header.get("min_batch", 1) > 1:  # Triton refuses requests below the profile's minimum batch
+        raise ValueError(f"{engine}: built for batches of {header['min_batch']} to {header['max_batch']}; Triton "
+                         f"sends batches from 1 (single requests, dynamic batching), so rebuild it with --min-batch 1")
     if max_batch_size > header["max_batch"]:
         raise ValueError(f"max_batch_size {max_batch_size} exceeds the engine's optimization profile "
                          f"(max_batch {header['max_batch']}); rebuild the engine with a larger --max-batch")

@@ -29,8 +29,6 @@ from ..latents import make_latents
 from ..model_io import ENGINE_NAME, ONNX_FP16_NAME, Model
 from .base import Backend
 
-# A CUDA graph is kept per batch size seen, up to this many (each holds a copy of the kernel launches).
-MAX_GRAPHS = 32
 _NUMPY_TYPES = {"FLOAT": np.float32, "HALF": np.float16, "UINT8": np.uint8, "INT32": np.int32, "INT8": np.int8}
 
 
@@ -78,7 +76,7 @@ class _Buffer:
 
 class TensorRTBackend(Backend):
     """Options: ``max_batch`` (at most the engine profile's maximum, which is the default: device
-    buffers are sized for it), ``cuda_graphs`` (replay a captured CUDA graph per batch size)."""
+    buffers are sized for it), ``cuda_graphs`` (replay a captured CUDA graph while the batch size stays the same)."""
 
     name = "tensorrt"
 
@@ -136,7 +134,8 @@ class TensorRTBackend(Backend):
             raise RuntimeError(f"{file}: TensorRT could not create an execution context (out of GPU memory?)")
         self.cuda_graphs = cuda_graphs
         self._lock = threading.Lock()
-        self._graphs: dict[int, Any] = {}  # batch rows -> instantiated graph, or None where capture failed
+        self._graph: Any = None  # the instantiated graph of one pass at the current shape, if captured
+        self._uncapturable: set[int] = set()  # batch sizes whose capture failed: they run plainly
         self._rows = 0  # the input shape the context is set to
         self._buffers: dict[str, _Buffer] = {}
         self._stream = _call(cudart.cudaStreamCreateWithFlags(cudart.cudaStreamNonBlocking))
@@ -231,23 +230,32 @@ class TensorRTBackend(Backend):
         """Queue one forward pass of `rows` latents already on the device.
 
         A new batch size first runs plainly (TensorRT must run once after an input shape change
-        before its work can be captured) and is then captured; the graph is replayed only while the
-        context is still set to that shape.
+        before its work can be captured) and is then captured. The graph is replayed only while the
+        context keeps that shape: a shape change drops it, and coming back to a size captures it
+        again, since a graph recorded for one shape is not documented to survive the context
+        running at others.
         """
         cudart = _cudart()
         if rows != self._rows:
+            self._drop_graph()
             if not self.context.set_input_shape("z", (rows, self.config.latent_dim)):
                 raise RuntimeError(f"TensorRT refused input shape ({rows}, {self.config.latent_dim})")
             self._rows = rows
             self._execute()
-            if self.cuda_graphs and rows not in self._graphs and len(self._graphs) < MAX_GRAPHS:
-                self._graphs[rows] = self._capture()
+            if self.cuda_graphs and rows not in self._uncapturable:
+                self._graph = self._capture()
+                if self._graph is None:
+                    self._uncapturable.add(rows)
             return
-        graph = self._graphs.get(rows)
-        if graph is None:
+        if self._graph is None:
             self._execute()
         else:
-            _call(cudart.cudaGraphLaunch(graph, self._stream))
+            _call(cudart.cudaGraphLaunch(self._graph, self._stream))
+
+    def _drop_graph(self) -> None:
+        if self._graph is not None:
+            _cudart().cudaGraphExecDestroy(self._graph)
+            self._graph = None
 
     def _execute(self) -> None:
         if not self.context.execute_async_v3(int(self._stream)):
@@ -319,9 +327,7 @@ class TensorRTBackend(Backend):
         self._closed = True
         cudart = _cudart()
         cudart.cudaStreamSynchronize(self._stream)
-        for graph in self._graphs.values():
-            if graph is not None:
-                cudart.cudaGraphExecDestroy(graph)
+        self._drop_graph()
         self.context = None
         for buffer in self._buffers.values():
             cudart.cudaFree(buffer.device)

@@ -162,10 +162,31 @@ def test_fp16_layers_pass_the_precision_check():
     check_layer_precisions(json.dumps(info), strongly_typed=False)
 
 
-def test_tensorrt11_split_type_fields_are_read():
+@pytest.mark.parametrize("key", ["DataType", "Datatype"])  # NVIDIA's TensorRT 11 documents spell it both ways
+def test_tensorrt11_split_type_fields_are_read(key):
     layer = {"Name": "/conv", "LayerType": "CaskConvolution",
-             "Inputs": [{"Name": "x", "DataType": "Half", "Format": "Channel major format (kHWC8)"}]}
+             "Inputs": [{"Name": "x", key: "Half", "Format": "Channel major format (kHWC8)"}]}
     check_layer_precisions(json.dumps({"Layers": [layer]}), strongly_typed=True)
+    layer["Inputs"][0][key] = "Float"
+    with pytest.raises(EngineBuildError, match="1 of 1 convolution/matrix layers run in FP32"):
+        check_layer_precisions(json.dumps({"Layers": [layer]}), strongly_typed=True)
+
+
+def _fake_trt(version, strong=True, fp16_flag=True):
+    flags = types.SimpleNamespace(**({"STRONGLY_TYPED": 0} if strong else {}))
+    builder = types.SimpleNamespace(**({"FP16": 0} if fp16_flag else {}))
+    return types.SimpleNamespace(__version__=version, NetworkDefinitionCreationFlag=flags, BuilderFlag=builder)
+
+
+def test_network_typing_per_tensorrt_version():
+    trt10, trt11, old = _fake_trt("10.13"), _fake_trt("11.1", fp16_flag=False), _fake_trt("8.6", strong=False)
+    assert te._typing(trt10, None) is True and te._typing(trt10, False) is False  # TensorRT 10: both ways
+    assert te._typing(trt11, None) is True
+    with pytest.raises(BackendUnavailableError, match="no BuilderFlag.FP16"):
+        te._typing(trt11, False)
+    assert te._typing(old, None) is False
+    with pytest.raises(BackendUnavailableError, match="cannot build strongly typed"):
+        te._typing(old, True)
 
 
 def test_fp32_compute_layers_are_refused():
@@ -397,7 +418,7 @@ class _FakeCuda:
             cudaStreamDestroy=lambda s: (0,), cudaStreamBeginCapture=self.begin, cudaStreamEndCapture=self.end,
             cudaStreamCaptureMode=types.SimpleNamespace(cudaStreamCaptureModeThreadLocal=1),
             cudaGraphInstantiateWithFlags=lambda graph, flags: (0, list(graph)), cudaGraphLaunch=self.launch,
-            cudaGraphDestroy=lambda g: (0,), cudaGraphExecDestroy=lambda g: (0,),
+            cudaGraphDestroy=lambda g: (0,), cudaGraphExecDestroy=lambda g: self.log.append("drop graph") or (0,),
             cudaGetErrorString=lambda e: (0, b"fake error"))
 
     def alloc(self, nbytes):
@@ -539,10 +560,10 @@ def test_fake_backend_runs_pads_and_replays_graphs(fake_tensorrt):
         z = np.random.default_rng(n).standard_normal((n, 16)).astype(np.float32)
         np.testing.assert_allclose(backend.run(z), reference.run(z), rtol=1e-6, atol=1e-6)
         np.testing.assert_array_equal(backend.run_uint8(z), reference.run_uint8(z))
-    # A new size runs plainly and is captured; the graph is replayed only while the context keeps that shape.
-    assert cuda.log == ["plain 2", "graph", "plain 5", "graph", "graph", "graph", "plain 16", "graph",
-                        "plain 5", "graph", "graph", "graph"]
-    assert sorted(backend._graphs) == [2, 5, 16]
+    # A new size runs plainly and is captured; the graph is replayed only while the context keeps that
+    # shape, and a size seen before is captured again when the shape comes back to it.
+    assert cuda.log == ["plain 2", "graph", "drop graph", "plain 5", "graph", "graph", "graph",
+                        "drop graph", "plain 16", "graph", "drop graph", "plain 5", "graph", "graph", "graph"]
     with pytest.raises(ValueError, match="at most 16 latents"):
         backend.run(np.zeros((17, 16), np.float32))
     assert backend.run(np.zeros((0, 16), np.float32)).shape == (0, 1, 28, 28)

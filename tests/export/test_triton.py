@@ -22,11 +22,11 @@ def onnx_model(model_copy):
     return model_copy
 
 
-def _engine(model_dir, max_batch=512, outputs=("images", "images_uint8")):
+def _engine(model_dir, max_batch=512, outputs=("images", "images_uint8"), min_batch=1):
     model = load_model(model_dir)
     header = {
         "format_version": 1, "tensorrt_version": "10.3.0", "compute_capability": "9.0", "gpu_name": "NVIDIA H100",
-        "onnx_sha256": "a" * 64, "min_batch": 1, "opt_batch": 64, "max_batch": max_batch, "precision": "fp16",
+        "onnx_sha256": "a" * 64, "min_batch": min_batch, "opt_batch": 64, "max_batch": max_batch, "precision": "fp16",
         "ganserve_version": "0.1.0", "config_sha256": model.config.digest(), "outputs": list(outputs),
     }
     write_engine(model_dir / ENGINE_NAME, header, PLAN)
@@ -79,6 +79,13 @@ def test_tensorrt_repository_holds_the_raw_plan(tmp_path, model_copy, tiny_confi
 def test_tensorrt_batch_limit_is_the_engines(tmp_path, model_copy):
     _engine(model_copy, max_batch=256)
     with pytest.raises(ValueError, match="max_batch_size 1024 exceeds the engine's optimization profile"):
+        write_triton_repository(tmp_path, "gen", model_copy, kind="tensorrt")
+    assert not (tmp_path / "gen").exists()
+
+
+def test_tensorrt_engines_must_take_batches_of_one(tmp_path, model_copy):
+    _engine(model_copy, max_batch=1024, min_batch=8)
+    with pytest.raises(ValueError, match="built for batches of 8 to 1024; .* rebuild it with --min-batch 1"):
         write_triton_repository(tmp_path, "gen", model_copy, kind="tensorrt")
     assert not (tmp_path / "gen").exists()
 
