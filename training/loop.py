@@ -17,6 +17,7 @@ the CPU, with the same number of threads).
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import platform
@@ -25,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -78,6 +80,8 @@ class Trainer:
                              f"({opts.batch_size} x {self.dist.world} processes)")
         self.images = self.images.to(device)
         self.data_source, self.skipped = data.source, data.skipped
+        # what the data order indexes: a resumed run must see the same images
+        self.data_sha256 = hashlib.sha256(memoryview(np.ascontiguousarray(data.images)).cast("B")).hexdigest()
         self._build_models()
         self.step, self.epoch, self.position = 0, 0, 0
         self.noise = torch.Generator(device).manual_seed(opts.seed * 1000 + 17 + self.dist.rank)
@@ -138,7 +142,8 @@ class Trainer:
             "opt_G": self.opt_G.state_dict(),
             "opt_D": self.opt_D.state_dict(),
             "rng": distributed.gather_states(self.dist, self._rng_state()),
-            "data": {"epoch": self.epoch, "position": self.position},
+            "data": {"epoch": self.epoch, "position": self.position, "images": len(self.images),
+                     "sha256": self.data_sha256},
             "history": self.history,
             "best_fd": self.best_fd,
             "elapsed_s": self.elapsed,
@@ -172,6 +177,10 @@ class Trainer:
         self.noise.set_state(rng["noise"])
         if self.cuda and "cuda" in rng:
             torch.cuda.set_rng_state(rng["cuda"], self.dist.device)
+        if s["data"].get("sha256", self.data_sha256) != self.data_sha256:
+            then, now = s["data"].get("images"), len(self.images)
+            change = f"{then} images then, {now} now" if then != now else f"{now} images, other contents"
+            raise ValueError(f"--resume: {self.data_source} is not the data the checkpoint was trained on ({change})")
         self.step, self.epoch, self.position = s["step"], s["data"]["epoch"], s["data"]["position"]
         self.history, self.best_fd, self.elapsed = list(s["history"]), s["best_fd"], s["elapsed_s"]
         if self.dist.main:  # the log continues from the checkpoint: drop rows written after it

@@ -170,6 +170,22 @@ def test_resume_on_another_device_type_is_refused(tmp_path):
         Trainer(opts(run, steps=6), resume=True)
 
 
+def test_resume_on_changed_data_is_refused(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(20):
+        Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(folder / f"{i:02d}.png")
+    train(opts(tmp_path / "r", steps=3, data=str(folder), data_limit=None), log=quiet)
+    Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(folder / "20.png")  # one image more
+    with pytest.raises(ValueError, match="not the data the checkpoint was trained on .20 images then, 21 now"):
+        Trainer(opts(tmp_path / "r", steps=6, data=str(folder), data_limit=None), resume=True)
+    (folder / "20.png").unlink()
+    Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(folder / "00.png")  # one image changed
+    with pytest.raises(ValueError, match=r"\(20 images, other contents\)"):
+        Trainer(opts(tmp_path / "r", steps=6, data=str(folder), data_limit=None), resume=True)
+
+
 def test_refuses_to_overwrite_a_run(tmp_path):
     train(opts(tmp_path / "r", steps=3), log=quiet)
     with pytest.raises(FileExistsError, match="pass --resume"):
