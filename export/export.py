@@ -29,6 +29,7 @@ from ganserve.latents import make_latents
 from ganserve.model_io import (
     CONFIG_NAME,
     ENGINE_NAME,
+    EXPORT_NAMES,
     ONNX_FP16_NAME,
     ONNX_NAME,
     WEIGHTS_NAME,
@@ -62,6 +63,8 @@ class ExportOptions:
     timing_cache: str | None = None
     triton: str | None = None
     triton_name: str = "ganserve_generator"
+    triton_version: int = 1
+    triton_overwrite: bool = False
 
 
 def export(source: str | os.PathLike, out: str | os.PathLike, opts: ExportOptions | None = None,
@@ -71,8 +74,10 @@ def export(source: str | os.PathLike, out: str | os.PathLike, opts: ExportOption
     _check_options(opts)
     model = read_source(Path(source), opts.weights)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    # Staged inside `out`, so the final renames never cross a filesystem (`out` may be a mount point).
+    staging = Path(tempfile.mkdtemp(prefix=".export.", suffix=".tmp", dir=out))
     try:
         save_model(staging, model.config, model.weights, model.metadata)
         staged = load_model(staging)  # what users will load, with its weights hash
@@ -89,13 +94,18 @@ def export(source: str | os.PathLike, out: str | os.PathLike, opts: ExportOption
             if opts.verify:
                 verify(load_model(staging), "tensorrt", {}, log, fp16=True)
         _move_into(staging, out, log)
-    finally:
+    except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        if created:  # a failed export leaves nothing behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    shutil.rmtree(staging, ignore_errors=True)
     if opts.triton:
         from .triton import write_triton_repository
 
         kind = "tensorrt" if opts.tensorrt else "onnx"
-        repo = write_triton_repository(opts.triton, opts.triton_name, out, kind=kind, max_batch_size=opts.max_batch)
+        repo = write_triton_repository(opts.triton, opts.triton_name, out, kind=kind, max_batch_size=opts.max_batch,
+                                       version=opts.triton_version, overwrite=opts.triton_overwrite)
         log(f"Triton repository: {repo}")
     return out
 
@@ -106,6 +116,10 @@ def _check_options(opts: ExportOptions) -> None:
     if not 1 <= opts.min_batch <= opts.opt_batch <= opts.max_batch:
         raise ValueError(f"need 1 <= --min-batch <= --opt-batch <= --max-batch, got "
                          f"{opts.min_batch}, {opts.opt_batch}, {opts.max_batch}")
+    if opts.triton:  # refused before any work, not after the model directory is written
+        from .triton import check_version_folder
+
+        check_version_folder(opts.triton, opts.triton_name, opts.triton_version, opts.triton_overwrite)
     if opts.onnx or opts.tensorrt:
         from .onnx_graph import supported_opsets
 
@@ -207,7 +221,7 @@ def _move_into(staging: Path, out: Path, log: Callable[[str], None]) -> None:
     staged = sorted((p.name for p in staging.iterdir()), key=lambda n: (order.index(n) if n in order else 9, n))
     for name in staged:
         os.replace(staging / name, out / name)
-    for stale in (ONNX_NAME, ONNX_FP16_NAME, ENGINE_NAME):
+    for stale in EXPORT_NAMES:
         if stale not in staged and (out / stale).exists():
             (out / stale).unlink()
             log(f"removed {out / stale}: it was exported from other weights")

@@ -126,14 +126,15 @@ def _parse_header(data: bytes, path: Path) -> tuple[dict[str, Any], int]:
         header = json.loads(data[start:start + length].decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ModelFormatError(f"{path}: the engine header is not valid JSON ({e})") from None
+    version = header.get("format_version") if isinstance(header, dict) else None
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+        raise ModelFormatError(f"{path}: engine format version {version} was written by a newer ganserve "
+                               f"({header.get('ganserve_version', '?')}); this one ({__version__}) reads up to "
+                               f"{FORMAT_VERSION}: upgrade ganserve or rebuild the engine")
     try:
         _check_header(header, str(path))
     except ValueError as e:
         raise ModelFormatError(str(e)) from None
-    if header["format_version"] > FORMAT_VERSION:
-        raise ModelFormatError(f"{path}: engine format version {header['format_version']} was written by a newer "
-                               f"ganserve ({header['ganserve_version']}); this one ({__version__}) reads up to "
-                               f"{FORMAT_VERSION}")
     return header, start + length
 
 

@@ -31,7 +31,7 @@ class _Enum(str):
 
 def write_triton_repository(repo: str | os.PathLike, name: str, model_dir: str | os.PathLike, *,
                             kind: str = "onnx", max_batch_size: int = 1024,
-                            preferred_batch_sizes: tuple[int, ...] = (64, 256), max_queue_delay_us: int = 100,
+                            preferred_batch_sizes: tuple[int, ...] | None = None, max_queue_delay_us: int = 100,
                             instance_count: int = 1, version: int = 1, overwrite: bool = False) -> Path:
     """Write (or add a version to) the Triton model `name` in repository `repo`.
 
@@ -41,7 +41,8 @@ def write_triton_repository(repo: str | os.PathLike, name: str, model_dir: str |
         model_dir: a ganserve model directory holding generator.onnx or generator.engine.
         kind: "onnx" (ONNX Runtime backend) or "tensorrt" (a TensorRT plan).
         max_batch_size: the largest batch Triton sends at once (for "tensorrt", at most the engine's).
-        preferred_batch_sizes: batch sizes the dynamic batcher aims for.
+        preferred_batch_sizes: batch sizes the dynamic batcher aims for (default: those of 64 and 256
+            that max_batch_size allows, else max_batch_size).
         max_queue_delay_us: how long the dynamic batcher waits to fill a batch.
         instance_count: model instances per GPU.
         version: the version folder to write.
@@ -56,12 +57,12 @@ def write_triton_repository(repo: str | os.PathLike, name: str, model_dir: str |
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise ValueError(f"Triton model name must be a folder name of letters, digits, '_', '.', '-', got {name!r}")
+    version_dir = check_version_folder(repo, name, version, overwrite)
     for what, value, low in (("max_batch_size", max_batch_size, 1), ("instance_count", instance_count, 1),
-                             ("version", version, 1), ("max_queue_delay_us", max_queue_delay_us, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{what} must be an integer >= {low}, got {value!r}")
+                             ("max_queue_delay_us", max_queue_delay_us, 0)):
+        _check_int(what, value, low)
+    if preferred_batch_sizes is None:
+        preferred_batch_sizes = tuple(b for b in (64, 256) if b <= max_batch_size) or (max_batch_size,)
     preferred = sorted(set(preferred_batch_sizes))
     if not preferred or not all(isinstance(b, int) and 1 <= b <= max_batch_size for b in preferred):
         raise ValueError(f"preferred_batch_sizes must be batch sizes from 1 to max_batch_size ({max_batch_size}), "
@@ -79,10 +80,7 @@ def write_triton_repository(repo: str | os.PathLike, name: str, model_dir: str |
     else:
         data, outputs = _plan(source, max_batch_size)
 
-    folder = Path(repo) / name
-    version_dir = folder / str(version)
-    if version_dir.exists() and not overwrite:
-        raise FileExistsError(f"{version_dir} exists; pass overwrite=True to replace it, or another version")
+    folder = version_dir.parent
     version_dir.mkdir(parents=True, exist_ok=True)
     write_bytes(version_dir / target_name, data)
     for _, _, other in KINDS.values():  # a model file of the other kind would be stale
@@ -101,6 +99,23 @@ def write_triton_repository(repo: str | os.PathLike, name: str, model_dir: str |
     }
     write_bytes(folder / "config.pbtxt", format_pbtxt(document).encode())
     return folder
+
+
+def check_version_folder(repo: str | os.PathLike, name: str, version: int, overwrite: bool = False) -> Path:
+    """``repo/name/version``, once the name and version are valid and the folder is free (or `overwrite`)."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ValueError(f"Triton model name must be a folder name of letters, digits, '_', '.', '-', got {name!r}")
+    _check_int("version", version, 1)
+    version_dir = Path(repo) / name / str(version)
+    if version_dir.exists() and not overwrite:
+        raise FileExistsError(f"{version_dir} exists: replace it (--triton-overwrite, overwrite=True) or write "
+                              f"another version (--triton-version, version=)")
+    return version_dir
+
+
+def _check_int(what: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{what} must be an integer >= {low}, got {value!r}")
 
 
 def _onnx_outputs(path: Path) -> list[str]:

@@ -351,6 +351,8 @@ def generate(gen, out: str | os.PathLike, *, n: int, seed: int = 0, shard_size: 
     mine = shards_for(n, shard_size, shard_index, num_shards)
     if not 0 <= compress_level <= 9:
         raise ValueError(f"--png-compression must be in [0, 9], got {compress_level}")
+    if batch_size is not None:
+        check_index(batch_size, "--batch-size", minimum=1)
     out = Path(out)
     prepare(out, params)
     done = finished_shards(out)

@@ -16,7 +16,7 @@ import numpy as np
 from .backends import create_backend
 from .backends.base import Backend
 from .latents import make_latents
-from .model_io import Model
+from .model_io import Model, memory_model
 
 
 def _rate(fn: Callable[[], Any], batch: int, min_seconds: float) -> float:
@@ -115,4 +115,4 @@ def random_model(config, seed: int = 0) -> Model:
             weights[key] = rng.normal(0.0, 0.1, shape)
         else:
             weights[key] = rng.normal(0.0, 0.02, shape)
-    return Model(config, {k: v.astype(np.float32) for k, v in weights.items()}, {"random": True})
+    return memory_model(config, weights, {"random": True})

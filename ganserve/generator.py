@@ -11,7 +11,7 @@ from .backends import create_backend
 from .backends.base import Backend
 from .config import GeneratorConfig
 from .latents import check_index, make_latents
-from .model_io import Model, check_weights, load_model
+from .model_io import Model, load_model, memory_model
 
 
 class Generator:
@@ -56,9 +56,7 @@ class Generator:
     def from_weights(cls, config: GeneratorConfig, weights: dict[str, np.ndarray], backend: str = "numpy",
                      metadata: dict[str, Any] | None = None, **backend_options: Any) -> "Generator":
         """A generator from in-memory weights (keys as in `config.param_shapes()`)."""
-        arrays = {k: np.ascontiguousarray(np.asarray(v, dtype=np.float32)) for k, v in weights.items()}
-        check_weights(arrays, config, "weights")
-        model = Model(config, arrays, dict(metadata or {}))
+        model = memory_model(config, weights, metadata)
         return cls(model, create_backend(backend, model, **backend_options))
 
     # --- facts

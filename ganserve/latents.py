@@ -60,6 +60,13 @@ def _normals(seed: int, round_: int, rows: np.ndarray, dim: int) -> np.ndarray:
     return out[:, :dim]
 
 
+def max_index(dim: int) -> int:
+    """One past the largest latent index of size `dim`: row i's first counter, i * (counter steps per
+    row), must fit in 64 bits, and the index in an int64."""
+    per_row = -(-2 * ((dim + 1) // 2) // _BLOCK)
+    return min(2**63, (2**64 - 1) // per_row + 1)
+
+
 def make_latents(n: int, dim: int, seed: int = 0, start: int = 0, truncation: float | None = None) -> np.ndarray:
     """float32 (n, dim) standard normal latents for indices start .. start+n-1 of `seed`.
 
@@ -76,6 +83,10 @@ def make_latents(n: int, dim: int, seed: int = 0, start: int = 0, truncation: fl
     seed = check_index(seed, "seed")
     start = check_index(start, "start")
     psi = check_truncation(truncation)
+    end = max_index(dim)
+    if start + n > end:
+        raise ValueError(f"start + n must be at most {end} for latent size {dim} (indices are Philox counters), "
+                         f"got {start} + {n}")
     rows = np.arange(start, start + n, dtype=np.int64)
     z = _normals(seed, 0, rows, dim)
     if psi is not None:

@@ -36,6 +36,7 @@ WEIGHTS_NAME = "generator.safetensors"
 ONNX_NAME = "generator.onnx"
 ONNX_FP16_NAME = "generator.fp16.onnx"
 ENGINE_NAME = "generator.engine"
+EXPORT_NAMES = (ONNX_NAME, ONNX_FP16_NAME, ENGINE_NAME)  # made from the weights by `ganserve export`
 SHIPPED_DIR = Path(__file__).parent / "models"
 DEFAULT_MODEL = "fashion-mnist"
 
@@ -172,17 +173,45 @@ def save_model(path: str | os.PathLike, config: GeneratorConfig, weights: dict[s
         weights: tensors keyed as `config.param_shapes()` (NumPy arrays or anything np.asarray takes).
         metadata: free-form JSON-serialisable facts, such as how the model was trained.
     """
-    from safetensors.numpy import save
-
     path = Path(path)
-    arrays = {k: np.ascontiguousarray(np.asarray(v, dtype=np.float32)) for k, v in weights.items()}
-    check_weights(arrays, config, str(path / WEIGHTS_NAME))
+    model = memory_model(config, weights, metadata, where=str(path / WEIGHTS_NAME))
     document = dumps_json(config_document(config, metadata))  # fails here, before any file, if not JSON
+    data = weights_file(model.weights)
     path.mkdir(parents=True, exist_ok=True)
+    _drop_stale_exports(path, config, data)
     with atomic_path(path / WEIGHTS_NAME) as tmp:
-        tmp.write_bytes(save(arrays, metadata={"format": "ganserve"}))
+        tmp.write_bytes(data)
     write_bytes(path / CONFIG_NAME, document.encode())
     return path
+
+
+def memory_model(config: GeneratorConfig, weights: dict[str, Any], metadata: dict[str, Any] | None = None,
+                 where: str = "weights") -> Model:
+    """A checked in-memory model whose hash is that of the same model saved by `save_model`."""
+    arrays = {k: np.ascontiguousarray(np.asarray(v, dtype=np.float32)) for k, v in weights.items()}
+    check_weights(arrays, config, where)
+    return Model(config, arrays, dict(metadata or {}), None, hashlib.sha256(weights_file(arrays)).hexdigest())
+
+
+def weights_file(arrays: dict[str, np.ndarray]) -> bytes:
+    """The bytes of generator.safetensors for these weights."""
+    from safetensors.numpy import save
+
+    return save(arrays, metadata={"format": "ganserve"})
+
+
+def _drop_stale_exports(path: Path, config: GeneratorConfig, data: bytes) -> None:
+    """Remove exports that new weights or a new architecture would leave stale (they would not match)."""
+    exports = [path / name for name in EXPORT_NAMES if (path / name).exists()]
+    if not exports:
+        return
+    try:
+        same = read_config(path / CONFIG_NAME)[0] == config and (path / WEIGHTS_NAME).read_bytes() == data
+    except (ModelFormatError, OSError):
+        same = False
+    if not same:
+        for file in exports:
+            file.unlink()
 
 
 def update_metadata(path: str | os.PathLike, **entries: Any) -> None:

@@ -121,6 +121,8 @@ def test_refuses_another_model(tmp_path, gen):
     (dict(fmt="jpeg"), "unknown --format 'jpeg'"),
     (dict(shard_index=5, num_shards=2), "--shard-index must be in"),
     (dict(num_shards=0), "--num-shards must be in"),
+    (dict(batch_size=-1), "--batch-size must be in"),
+    (dict(batch_size=0), "--batch-size must be in"),
 ])
 def test_bad_parameters(tmp_path, gen, kwargs, message):
     args = dict(n=10, shard_size=5, log=lambda _: None)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from ganserve import Generator, ModelFormatError
+from ganserve.model_io import save_model
 
 
 @pytest.fixture(scope="module")
@@ -59,11 +60,15 @@ def test_iter_batches_streams(gen):
     np.testing.assert_array_equal(np.concatenate([b for _, b in batches]), gen.sample(10, seed=2, batch_size=4, start=100))
 
 
-def test_from_weights(tiny_config):
+def test_from_weights(tmp_path, tiny_config):
     from helpers import random_weights
 
     gen = Generator.from_weights(tiny_config, random_weights(tiny_config, 1))
     assert gen.sample(1).shape == (1, 28, 28, 1)
+    # the hash is the saved model's, and it tells weights apart (`generate` refuses to mix models by it)
+    saved = Generator.load(save_model(tmp_path / "m", tiny_config, random_weights(tiny_config, 1)), backend="numpy")
+    assert gen.model_hash == saved.model_hash
+    assert Generator.from_weights(tiny_config, random_weights(tiny_config, 2)).model_hash != gen.model_hash
     with pytest.raises(ModelFormatError, match="missing"):
         Generator.from_weights(tiny_config, {})
 

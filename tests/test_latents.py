@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ganserve.latents import make_latents
+from ganserve.latents import make_latents, max_index
 
 
 def test_standard_normal_float32():
@@ -60,3 +60,12 @@ def test_bad_arguments(kwargs, error, message):
     args.update(kwargs)
     with pytest.raises(error, match=message):
         make_latents(**args)
+
+
+@pytest.mark.parametrize("dim,end", [(1, 2**63), (4, 2**63), (100, 737869762948382065), (512, 2**57)])
+def test_the_last_indices(dim, end):
+    assert max_index(dim) == end  # row i's Philox counter, i * ceil(dim / 4), fits in 64 bits
+    z = make_latents(2, dim, seed=3, start=end - 2)
+    assert np.isfinite(z).all() and not np.array_equal(z[0], z[1])
+    with pytest.raises(ValueError, match=f"start \\+ n must be at most {end} for latent size {dim}"):
+        make_latents(2, dim, seed=3, start=end - 1)

@@ -11,7 +11,7 @@ from safetensors.numpy import save_file
 
 import ganserve
 from ganserve.errors import ModelFormatError
-from ganserve.model_io import CONFIG_NAME, FORMAT_VERSION, WEIGHTS_NAME, load_model, save_model
+from ganserve.model_io import CONFIG_NAME, EXPORT_NAMES, FORMAT_VERSION, WEIGHTS_NAME, load_model, save_model
 
 
 def test_round_trip(tiny_model_dir, tiny_config):
@@ -145,3 +145,14 @@ def test_save_leaves_no_temporary_files(tmp_path, tiny_config):
 
     save_model(tmp_path / "m", tiny_config, random_weights(tiny_config))
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [CONFIG_NAME, WEIGHTS_NAME]
+
+
+def test_new_weights_drop_stale_exports(model_copy):
+    model = load_model(model_copy)
+    for name in EXPORT_NAMES:
+        (model_copy / name).write_bytes(b"exported from the old weights")
+    save_model(model_copy, model.config, model.weights, {"note": "same weights, new metadata"})
+    assert all((model_copy / name).exists() for name in EXPORT_NAMES)  # still valid
+    weights = {k: v * 1.5 if k.endswith("weight") else v for k, v in model.weights.items()}
+    save_model(model_copy, model.config, weights)
+    assert not any((model_copy / name).exists() for name in EXPORT_NAMES)  # they would no longer match

@@ -165,7 +165,7 @@ class Trainer:
         written_on = s.get("device_type", "cuda" if "cuda" in s["rng"][0] else "cpu")
         if written_on != self.dist.device.type:  # the latent generator's state belongs to one device type
             raise ValueError(f"--resume: the checkpoint was written on {written_on}, this run is on "
-                             f"{self.dist.device.type}; resume it with --device {written_on}")
+                             f"{self.dist.device.type}; resume it on a {written_on} device (--device {written_on})")
         self.G.load_state_dict(s["G"])
         self.D.load_state_dict(s["D"])
         if self.ema is not None:

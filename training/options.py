@@ -36,8 +36,9 @@ class TrainOptions:
     channels_last: bool | None = None  # default: on
     recalibration_batches: int = 50  # BN statistics recomputed from this many fresh batches
 
-    # What may change when a run is resumed; everything else must match the checkpoint.
-    RUN_CONTROL = ("out", "steps", "checkpoint_every", "eval_every", "eval_samples", "keep", "log_every")
+    # What may change when a run is resumed; everything else must match the checkpoint. The device
+    # may change within its type (cuda:0 -> cuda:1, auto -> cpu); the Trainer refuses another type.
+    RUN_CONTROL = ("out", "steps", "checkpoint_every", "eval_every", "eval_samples", "keep", "log_every", "device")
 
     def __post_init__(self) -> None:
         positive = ["steps", "batch_size", "checkpoint_every", "eval_every", "eval_samples", "log_every",

@@ -3,9 +3,9 @@
 The engine comes from `ganserve export --tensorrt` on a machine with the same GPU architecture and
 TensorRT version; its header (`ganserve.export.tensorrt_engine`) is checked before TensorRT loads
 it, so an engine from elsewhere is refused, never run. One run: latents are copied into pinned
-host memory and on to the GPU, the engine runs (a CUDA graph replay once the batch size has been
-seen), and only the requested output comes back: ``images_uint8`` for `run_uint8`, converted on the
-GPU, a quarter of the float bytes.
+host memory and on to the GPU, the engine runs (a CUDA graph replay while the batch size stays the
+same; captured again after a change), and only the requested output comes back: ``images_uint8``
+for `run_uint8`, converted on the GPU, a quarter of the float bytes.
 
 Written against NVIDIA's documented Python APIs (TensorRT 10/11: named tensors and
 ``execute_async_v3``; cuda-python's runtime bindings for memory, streams and graphs). It has NOT

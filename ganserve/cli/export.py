@@ -15,7 +15,8 @@ def export(
     ckpt: Path = typer.Option(..., "--ckpt", "-c", help="A training checkpoint (.pt) or a model directory."),
     out: Path = typer.Option(..., "--out", "-o", help="The model directory to write."),
     weights: str = typer.Option("ema", "--weights", help="ema or raw (checkpoints only)."),
-    onnx: bool = typer.Option(True, "--onnx/--no-onnx", help="Write generator.onnx."),
+    onnx: bool = typer.Option(True, "--onnx/--no-onnx",
+                              help="Write generator.onnx (always written with --fp16 or --tensorrt)."),
     fp16: bool = typer.Option(False, "--fp16", help="Also write generator.fp16.onnx (FP16 weights and compute)."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset."),
     verify: bool = typer.Option(True, "--verify/--no-verify", help="Check every export against NumPy."),
@@ -26,6 +27,8 @@ def export(
     timing_cache: Optional[Path] = typer.Option(None, "--timing-cache", help="TensorRT timing cache file."),
     triton: Optional[Path] = typer.Option(None, "--triton", help="Also write a Triton model repository here."),
     triton_name: str = typer.Option("ganserve_generator", "--triton-name"),
+    triton_version: int = typer.Option(1, "--triton-version", help="The version folder to write."),
+    triton_overwrite: bool = typer.Option(False, "--triton-overwrite", help="Replace an existing version folder."),
 ) -> None:
     """Export a generator: safetensors + config, verified ONNX (FP32/FP16), TensorRT engine, Triton repo."""
     import importlib.util
@@ -38,6 +41,7 @@ def export(
     opts = ExportOptions(weights=weights, onnx=onnx or fp16, fp16=fp16, opset=opset, verify=verify,
                          tensorrt=tensorrt, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
                          timing_cache=str(timing_cache) if timing_cache else None,
-                         triton=str(triton) if triton else None, triton_name=triton_name)
+                         triton=str(triton) if triton else None, triton_name=triton_name,
+                         triton_version=triton_version, triton_overwrite=triton_overwrite)
     path = run_export(ckpt, out, opts, log=typer.echo)
     typer.echo(f"exported {ckpt} to {path}: {', '.join(sorted(p.name for p in path.iterdir()))}")

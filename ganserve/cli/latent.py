@@ -78,18 +78,18 @@ def arithmetic(
     from ..generator import Generator
     from ..images import image_format, make_grid, save_image, upscale
 
-    groups = [(w, parse_ints(text, name)) for w, text, name in ((1.0, a, "--a"), (-1.0, b, "--b"), (1.0, c, "--c"))
-              if text is not None]
+    groups = [(w, parse_ints(text, f"--{name}"), name)
+              for w, text, name in ((1.0, a, "a"), (-1.0, b, "b"), (1.0, c, "c")) if text is not None]
     image_format(out)
     gen = Generator.load(model, backend=backend)
-    terms = [(w, [(seed, i) for i in indices]) for w, indices in groups]
+    terms = [(w, [(seed, i) for i in indices]) for w, indices, _ in groups]
     found = gen.arithmetic(terms, neighbors=neighbors, jitter=jitter, jitter_seed=jitter_seed, truncation=truncation)
     rows = [[found[k], *(gen.sample(1, seed, start=i, truncation=truncation)[0] for i in indices)]
-            for k, (_, indices) in enumerate(groups)]
+            for k, (_, indices, _) in enumerate(groups)]
     rows.append(list(found[len(groups):]))  # the result, then its neighbours
     cols = max(len(row) for row in rows)
     blank = np.zeros_like(found[0])
     tiles = np.stack([tile for row in rows for tile in row + [blank] * (cols - len(row))])
     save_image(make_grid(upscale(tiles, scale), nrow=cols), out)
-    formula = " ".join(f"{'-' if w < 0 else '+'} mean({name})" for (w, _), name in zip(groups, "abc"))
+    formula = " ".join(f"{'-' if w < 0 else '+'} mean({name})" for w, _, name in groups)
     typer.echo(f"wrote {formula.lstrip('+ ')} and {neighbors} neighbours (jitter {jitter}) to {out}")

@@ -35,8 +35,12 @@ def sample(
     check_truncation(truncation)
     if out is None and grid is None:
         grid = Path("samples.png")
-    if grid is not None:
-        image_format(grid)  # an unwritable extension fails before any work
+    if nrow is not None:
+        check_index(nrow, "--nrow", minimum=1)
+    if grid is not None:  # an unwritable extension or a missing folder fails before any work
+        image_format(grid)
+        if not grid.parent.is_dir():
+            raise FileNotFoundError(f"--grid {grid}: no folder {grid.parent}")
     gen = Generator.load(model, backend=backend)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)

@@ -104,7 +104,8 @@ def eval_(
 
         gen = Generator.load(model, backend=backend)
         real = reference_images(data, gen.config.output_shape, samples)
-        result["model"]["inception_fid"] = inception_fid(gen.sample(samples, seed=seed), real, inception)
+        fakes = gen.sample(samples, seed=seed, truncation=truncation)  # the samples FD and CS scored
+        result["model"]["inception_fid"] = inception_fid(fakes, real, inception)
     if as_json:
         typer.echo(json.dumps(result, indent=2, sort_keys=True))
         return

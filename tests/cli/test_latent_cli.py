@@ -72,6 +72,9 @@ def test_arithmetic_grid(capsys, tmp_path, tiny_model_dir):
     assert run(capsys, "arithmetic", str(tiny_model_dir), "--backend", "numpy", "--a", "3,7,12", "--b", "5,9",
                "--c", "1,4", "--out", str(out))[0] == 0
     assert out.read_bytes() == first  # the jitter is seeded
+    code, stdout, _ = run(capsys, "arithmetic", str(tiny_model_dir), "--backend", "numpy", "--a", "3,7",
+                          "--c", "1,4", "--out", str(out))
+    assert code == 0 and "mean(a) + mean(c)" in stdout  # each term named by its option
 
 
 @pytest.mark.parametrize("args,message", [

@@ -49,6 +49,9 @@ def test_sample_defaults_to_the_shipped_model_and_samples_png(tmp_path, capsys, 
     (["--backend", "warp"], "unknown backend 'warp'"),
     (["/no/such/model"], "no model directory at '/no/such/model'"),
     (["--truncation", "-1"], "truncation must be a positive"),
+    (["--grid", "no/such/folder/grid.png"], "--grid no/such/folder/grid.png: no folder no/such/folder"),
+    (["--nrow", "-2"], "--nrow must be in [1,"),
+    (["--start", str(10**18)], "start + n must be at most"),
 ])
 def test_sample_user_errors_are_one_line(tmp_path, capsys, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)

@@ -8,7 +8,7 @@ from helpers import random_weights
 
 import ganserve
 from ganserve.cli import main
-from ganserve.model_io import ONNX_FP16_NAME, ONNX_NAME, load_model, save_model
+from ganserve.model_io import ONNX_FP16_NAME, ONNX_NAME, WEIGHTS_NAME, load_model, save_model, weights_file
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -68,6 +68,11 @@ def test_a_failed_verification_leaves_nothing(tmp_path, monkeypatch):
         export(_model_dir(tmp_path, "mlp28", width=8), tmp_path / "out", log=lambda _: None)
     assert not (tmp_path / "out").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["mlp28"]  # no staging folder left behind
+    src = tmp_path / "mlp28"
+    before = sorted(p.name for p in src.iterdir())
+    with pytest.raises(VerificationError):  # in place: the existing directory is left as it was
+        export(src, src, log=lambda _: None)
+    assert sorted(p.name for p in src.iterdir()) == before
 
 
 def test_reexport_removes_stale_exports(tmp_path):
@@ -83,7 +88,7 @@ def test_onnxruntime_backend_refuses_a_stale_graph(tmp_path):
     export(src, src, log=lambda _: None)
     model = load_model(src)
     weights = {k: v + 0.01 for k, v in model.weights.items()}
-    save_model(src, model.config, weights)  # new weights, old generator.onnx
+    (src / WEIGHTS_NAME).write_bytes(weights_file(weights))  # new weights copied in beside the old graph
     with pytest.raises(ganserve.ModelFormatError, match="exported from different weights"):
         ganserve.Generator.load(src, backend="onnxruntime")
 
@@ -104,3 +109,14 @@ def test_cli_tensorrt_without_tensorrt(tmp_path, capsys, tiny_model_dir):
     code = main(["export", "--ckpt", str(tiny_model_dir), "--out", str(tmp_path / "o"), "--tensorrt"])
     err = capsys.readouterr().err
     assert code == 1 and "--tensorrt" in err and "tensorrt" in err and not (tmp_path / "o").exists()
+
+
+def test_cli_triton_versions(tmp_path, capsys, tiny_model_dir):
+    repo = tmp_path / "repo"
+    args = ["export", "--ckpt", str(tiny_model_dir), "--triton", str(repo), "--no-verify"]
+    assert main(args + ["--out", str(tmp_path / "a")]) == 0
+    assert main(args + ["--out", str(tmp_path / "b")]) == 1  # version 1 is taken: refused before any work
+    assert "--triton-overwrite" in capsys.readouterr().err and not (tmp_path / "b").exists()
+    assert main(args + ["--out", str(tmp_path / "b"), "--triton-version", "2"]) == 0
+    assert main(args + ["--out", str(tmp_path / "c"), "--triton-overwrite"]) == 0
+    assert sorted(p.name for p in (repo / "ganserve_generator").iterdir()) == ["1", "2", "config.pbtxt"]

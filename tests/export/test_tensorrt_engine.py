@@ -70,9 +70,10 @@ def _valid_head(header=None):
     (_valid_head(make_header(max_batch="1024")) + PLAN, "'max_batch' must be int"),
     (_valid_head(make_header(min_batch=8, opt_batch=4)) + PLAN, "min_batch <= opt_batch"),
     (_valid_head(make_header(format_version=2)) + PLAN, "newer ganserve"),
+    (_valid_head({"format_version": 2, "fields": "of a later format"}) + PLAN, "version 2 was written by a newer"),
     (_valid_head(), "no plan after the header"),
 ], ids=["empty", "garbage", "zeros", "short-length", "short-header", "bad-json", "not-object", "missing-field",
-        "wrong-type", "bad-batches", "newer-format", "no-plan"])
+        "wrong-type", "bad-batches", "newer-format", "newer-fields", "no-plan"])
 def test_invalid_engine_files_name_the_file(tmp_path, data, message):
     path = tmp_path / "broken.engine"
     path.write_bytes(data)

@@ -92,7 +92,7 @@ def test_tensorrt_engines_must_take_batches_of_one(tmp_path, model_copy):
 
 def test_existing_versions_are_kept_unless_overwrite(tmp_path, onnx_model):
     write_triton_repository(tmp_path, "gen", onnx_model)
-    with pytest.raises(FileExistsError, match="1 exists; pass overwrite=True"):
+    with pytest.raises(FileExistsError, match=r"1 exists: replace it \(--triton-overwrite, overwrite=True\)"):
         write_triton_repository(tmp_path, "gen", onnx_model)
     write_triton_repository(tmp_path, "gen", onnx_model, version=2)
     _engine(onnx_model, max_batch=1024)
@@ -171,3 +171,10 @@ def test_format_and_read_round_trip(tmp_path):
     path = tmp_path / "c.pbtxt"
     path.write_text(format_pbtxt(document))
     assert read_config_pbtxt(path) == document
+
+
+def test_preferred_batch_sizes_follow_a_small_max_batch(tmp_path, onnx_model):
+    write_triton_repository(tmp_path, "small", onnx_model, max_batch_size=128)
+    write_triton_repository(tmp_path, "tiny", onnx_model, max_batch_size=16)
+    assert read_config_pbtxt(tmp_path / "small" / "config.pbtxt")["dynamic_batching"]["preferred_batch_size"] == [64]
+    assert read_config_pbtxt(tmp_path / "tiny" / "config.pbtxt")["dynamic_batching"]["preferred_batch_size"] == [16]

@@ -166,8 +166,17 @@ def test_resume_on_another_device_type_is_refused(tmp_path):
     assert state["device_type"] == "cpu"
     state["device_type"] = "cuda"  # as written by a GPU run
     torch.save(state, run / "last.pt")
-    with pytest.raises(ValueError, match="written on cuda, this run is on cpu; resume it with --device cuda"):
+    with pytest.raises(ValueError, match=r"written on cuda, this run is on cpu; resume it on a cuda device \(--device"):
         Trainer(opts(run, steps=6), resume=True)
+
+
+def test_resume_may_name_another_device_of_the_same_type(tmp_path):
+    run = tmp_path / "r"
+    train(opts(run, steps=3, device="auto"), log=quiet)  # saved as device="auto", ran on the CPU
+    trainer = Trainer(opts(run, steps=6), resume=True, explicit={"device": "cpu", "steps": 6})
+    assert trainer.opts.device == "cpu" and trainer.step == 3
+    with pytest.raises(ValueError, match="trained with lr_g=0.0002, not 0.001"):
+        Trainer(opts(run, steps=6), resume=True, explicit={"device": "cpu", "lr_g": 1e-3})
 
 
 def test_resume_on_changed_data_is_refused(tmp_path):
