@@ -174,9 +174,8 @@ def save_model(path: str | os.PathLike, config: GeneratorConfig, weights: dict[s
         metadata: free-form JSON-serialisable facts, such as how the model was trained.
     """
     path = Path(path)
-    model = memory_model(config, weights, metadata, where=str(path / WEIGHTS_NAME))
+    data = weights_file(_checked_arrays(config, weights, str(path / WEIGHTS_NAME)))
     document = dumps_json(config_document(config, metadata))  # fails here, before any file, if not JSON
-    data = weights_file(model.weights)
     path.mkdir(parents=True, exist_ok=True)
     _drop_stale_exports(path, config, data)
     with atomic_path(path / WEIGHTS_NAME) as tmp:
@@ -185,12 +184,16 @@ def save_model(path: str | os.PathLike, config: GeneratorConfig, weights: dict[s
     return path
 
 
-def memory_model(config: GeneratorConfig, weights: dict[str, Any], metadata: dict[str, Any] | None = None,
-                 where: str = "weights") -> Model:
+def memory_model(config: GeneratorConfig, weights: dict[str, Any], metadata: dict[str, Any] | None = None) -> Model:
     """A checked in-memory model whose hash is that of the same model saved by `save_model`."""
+    arrays = _checked_arrays(config, weights, "weights")
+    return Model(config, arrays, dict(metadata or {}), None, hashlib.sha256(weights_file(arrays)).hexdigest())
+
+
+def _checked_arrays(config: GeneratorConfig, weights: dict[str, Any], where: str) -> dict[str, np.ndarray]:
     arrays = {k: np.ascontiguousarray(np.asarray(v, dtype=np.float32)) for k, v in weights.items()}
     check_weights(arrays, config, where)
-    return Model(config, arrays, dict(metadata or {}), None, hashlib.sha256(weights_file(arrays)).hexdigest())
+    return arrays
 
 
 def weights_file(arrays: dict[str, np.ndarray]) -> bytes:
