@@ -15,6 +15,11 @@ class BackendUnavailableError(ImportError):
     """
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of `error`'s message (its type's name if it has none), for one-line reports."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
 def missing_package(package: str, extra: str, what: str) -> BackendUnavailableError:
     """The error for an optional package that is not installed, with the install hint."""
     return BackendUnavailableError(

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from ganserve._files import atomic_path, temp_name
+from ganserve.errors import first_line
 
 FORMAT = "ganserve-train-checkpoint"
 VERSION = 1
@@ -60,8 +61,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001  (torch raises many types for a malformed file)
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: truncated, corrupt or not a checkpoint ({first})") from None
+        raise CheckpointError(f"{path}: truncated, corrupt or not a checkpoint ({first_line(e)})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a ganserve training checkpoint")
     if state.get("version", 0) > VERSION:

@@ -13,11 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ganserve.errors import first_line
+
 from .metrics import Stats, frechet_distance
-
-
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def read_weights(weights: str | Path) -> dict[str, torch.Tensor]:
@@ -28,7 +26,7 @@ def read_weights(weights: str | Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001  (any failure means: not a plain tensor file)
-        raise ValueError(f"{path}: not a PyTorch state dict of plain tensors ({_first_line(e)})") from None
+        raise ValueError(f"{path}: not a PyTorch state dict of plain tensors ({first_line(e)})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path}: expected a state dict of tensors")
     return state
@@ -41,7 +39,7 @@ def _feature_extractor_class():
         raise ImportError(f"Inception FID needs torch-fidelity (and torchvision): pip install torch-fidelity ({e})") from e
     except (RuntimeError, OSError) as e:  # a torchvision built for another torch: "operator torchvision::nms does not exist"
         raise ImportError(f"Inception FID: torch-fidelity is installed but does not import, most often because "
-                          f"torchvision does not match torch {torch.__version__} ({_first_line(e)})") from e
+                          f"torchvision does not match torch {torch.__version__} ({first_line(e)})") from e
     return FeatureExtractorInceptionV3
 
 
@@ -55,7 +53,7 @@ def load_inception(weights: str | Path):
         try:
             return extractor("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(copy))
         except RuntimeError as e:  # load_state_dict: missing or unexpected keys, wrong shapes
-            raise ValueError(f"{weights}: not torch-fidelity's InceptionV3 weights ({_first_line(e)})") from None
+            raise ValueError(f"{weights}: not torch-fidelity's InceptionV3 weights ({first_line(e)})") from None
 
 
 @torch.no_grad()
