@@ -166,6 +166,10 @@ class Trainer:
         if written_on != self.dist.device.type:  # the latent generator's state belongs to one device type
             raise ValueError(f"--resume: the checkpoint was written on {written_on}, this run is on "
                              f"{self.dist.device.type}; resume it on a {written_on} device (--device {written_on})")
+        if s["data"].get("sha256", self.data_sha256) != self.data_sha256:
+            then, now = s["data"].get("images"), len(self.images)
+            change = f"{then} images then, {now} now" if then != now else f"{now} images, other contents"
+            raise ValueError(f"--resume: {self.data_source} is not the data the checkpoint was trained on ({change})")
         self.G.load_state_dict(s["G"])
         self.D.load_state_dict(s["D"])
         if self.ema is not None:
@@ -177,10 +181,6 @@ class Trainer:
         self.noise.set_state(rng["noise"])
         if self.cuda and "cuda" in rng:
             torch.cuda.set_rng_state(rng["cuda"], self.dist.device)
-        if s["data"].get("sha256", self.data_sha256) != self.data_sha256:
-            then, now = s["data"].get("images"), len(self.images)
-            change = f"{then} images then, {now} now" if then != now else f"{now} images, other contents"
-            raise ValueError(f"--resume: {self.data_source} is not the data the checkpoint was trained on ({change})")
         self.step, self.epoch, self.position = s["step"], s["data"]["epoch"], s["data"]["position"]
         self.history, self.best_fd, self.elapsed = list(s["history"]), s["best_fd"], s["elapsed_s"]
         if self.dist.main:  # the log continues from the checkpoint: drop rows written after it
