@@ -9,6 +9,9 @@ complete checkpoint (temp file + rename); ``RUN/checkpoints/step-XXXXXXXX.pt`` k
 from __future__ import annotations
 
 import os
+import pickle
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -58,10 +61,15 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     """Read a checkpoint written by `save_checkpoint`, refusing anything else (no code executes)."""
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive, its directory at the end
+        raise CheckpointError(f"{path}: truncated, corrupt or not a checkpoint (not a whole torch checkpoint file: "
+                              f"cut short, or another kind of file)")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols of files it then refuses
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001  (torch raises many types for a malformed file)
-        raise CheckpointError(f"{path}: truncated, corrupt or not a checkpoint ({first_line(e)})") from None
+        raise CheckpointError(f"{path}: truncated, corrupt or not a checkpoint ({_reason(e)})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a ganserve training checkpoint")
     if state.get("version", 0) > VERSION:
@@ -70,3 +78,13 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     if missing:
         raise CheckpointError(f"{path}: checkpoint is missing {missing}")
     return state
+
+
+def _reason(error: Exception) -> str:
+    """Why torch.load refused a file, in words: torch's own message leads with advice to load it
+    unsafely; the line that names what was refused comes later."""
+    if isinstance(error, pickle.UnpicklingError):
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        detail = next((line for line in lines if "GLOBAL" in line or line.startswith("Unsupported")), None)
+        return f"it holds more than tensors and plain data: {detail}" if detail else "not a torch tensor file"
+    return first_line(error)

@@ -6,7 +6,8 @@ Sources (`load_dataset(spec, ...)`):
   (``/usr/share/datasets/fashion-mnist``, or ``$GANSERVE_FASHION_MNIST``);
 - a path to an IDX images file (``*-images-idx3-ubyte[.gz]``);
 - ``digits``: scikit-learn's 8x8 digits (1,797 images; for quick tests);
-- a folder of PNG/JPEG images (unreadable files are skipped and counted);
+- a folder of PNG/JPEG images (unreadable files are skipped and counted; with `size`, each image
+  is resized to it as it is read, so big photos never sit in memory at full resolution);
 - a CIFAR-10 python batch file or folder of them (read by a restricted unpickler that admits only
   plain containers and NumPy arrays, never code);
 - an ``.npz`` file with an ``images`` (or the first) array, (N, H, W), (N, H, W, C) or (N, C, H, W).
@@ -29,6 +30,7 @@ import numpy as np
 
 FASHION_MNIST_DIR = Path(os.environ.get("GANSERVE_FASHION_MNIST") or "/usr/share/datasets/fashion-mnist")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif"}
+NAMED = ("fashion-mnist", "fashion-mnist-train", "fashion-mnist-test", "digits")  # anything else is a path
 
 
 @dataclass
@@ -44,16 +46,20 @@ class Dataset:
         return to_training_tensor(self.images, shape)
 
 
-def load_dataset(spec: str | os.PathLike, limit: int | None = None) -> Dataset:
-    """Load the images named by `spec` (see the module docstring). `limit` keeps the first N."""
+def load_dataset(spec: str | os.PathLike, limit: int | None = None, size: tuple[int, int] | None = None
+                 ) -> Dataset:
+    """Load the images named by `spec` (see the module docstring). `limit` keeps the first N; `size`
+    = (H, W) is where an image folder's files are resized to as they are read (default: the first's)."""
     spec = str(spec)
-    if spec in ("fashion-mnist", "fashion-mnist-train", "fashion-mnist-test"):
+    if not spec.strip():
+        raise ValueError("--data is empty: name a dataset (fashion-mnist, digits) or a path")
+    if spec in NAMED[:3]:
         split = "t10k" if spec.endswith("test") else "train"
         data = Dataset(read_idx(_fashion_file(f"{split}-images-idx3-ubyte.gz"))[..., None], spec)
     elif spec == "digits":
         data = _digits()
     else:
-        data = _from_path(Path(spec))
+        data = _from_path(Path(spec), size)
     if limit is not None:
         data.images = data.images[:limit]
     if len(data.images) == 0:
@@ -104,13 +110,13 @@ def _digits() -> Dataset:
     return Dataset(np.round(images * (255 / 16)).astype(np.uint8)[..., None], "digits")
 
 
-def _from_path(path: Path) -> Dataset:
+def _from_path(path: Path, size: tuple[int, int] | None = None) -> Dataset:
     if not path.exists():
         raise FileNotFoundError(f"data not found: {path}")
     if path.is_dir():
         if any(path.glob("data_batch_*")) or any(path.glob("test_batch")):
             return _cifar(sorted(path.glob("data_batch_*")) or [path / "test_batch"], str(path))
-        return _image_folder(path)
+        return _image_folder(path, size=size)
     name = path.name
     if "idx3-ubyte" in name:
         return Dataset(read_idx(path)[..., None], str(path))
@@ -119,29 +125,31 @@ def _from_path(path: Path) -> Dataset:
     if name.startswith(("data_batch", "test_batch")):
         return _cifar([path], str(path))
     if path.suffix.lower() in IMAGE_SUFFIXES:
-        return _image_folder(path.parent, [path])
+        return _image_folder(path.parent, [path], size)
     raise ValueError(f"{path}: unknown data format; expected an image folder, IDX, .npz or CIFAR-10 batch")
 
 
-def _image_folder(folder: Path, files: list[Path] | None = None) -> Dataset:
+def _image_folder(folder: Path, files: list[Path] | None = None, size: tuple[int, int] | None = None
+                  ) -> Dataset:
     from PIL import Image, UnidentifiedImageError
 
     files = files or sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise ValueError(f"{folder}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    images, skipped, size, mode = [], 0, None, None
+    images, skipped, mode = [], 0, None
+    wh = (size[1], size[0]) if size else None  # Pillow speaks (width, height)
     for file in files:
         try:
             with Image.open(file) as im:
                 im.load()
                 mode = mode or ("L" if im.mode in ("1", "L", "I;16", "I") else "RGB")
                 im = im.convert(mode)
-                size = size or im.size
-                if im.size != size:
-                    im = im.resize(size, Image.BILINEAR)
-                images.append(np.asarray(im, dtype=np.uint8).reshape(size[1], size[0], -1))
-        except (UnidentifiedImageError, OSError, ValueError):
-            skipped += 1
+                wh = wh or im.size
+                if im.size != wh:  # Pillow's bilinear filter widens with the scale: antialiased
+                    im = im.resize(wh, Image.BILINEAR)
+                images.append(np.asarray(im, dtype=np.uint8).reshape(wh[1], wh[0], -1))
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError):
+            skipped += 1  # DecompressionBombError: a header claiming more pixels than Pillow allows
     if not images:
         raise ValueError(f"{folder}: none of the {len(files)} image files could be read")
     return Dataset(np.stack(images), str(folder), skipped)
@@ -167,6 +175,8 @@ def _npz(path: Path) -> Dataset:
         arr = arr.transpose(0, 2, 3, 1)
     if arr.dtype != np.uint8:
         arr = np.asarray(arr, dtype=np.float64)
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{path}: array {key!r} holds NaN or Inf values")
         lo, hi = float(arr.min()), float(arr.max())
         # floats in [-1, 1] or [0, 1] are rescaled; anything else is clipped to 0..255
         scale = 127.5 if lo < 0 else (255.0 if hi <= 1.0 else 1.0)

@@ -72,13 +72,24 @@ def evaluate_model(model: str | Path | None, data: str = "fashion-mnist", sample
     return {**scores, "samples": samples, "reference": f"{len(real)} images of {data}", "backend": gen.backend}
 
 
+CALIBRATION_DATA = ("fashion-mnist", "fashion-mnist-train")  # the sets with a test split to calibrate on
+
+
+def check_calibration_data(data: str) -> None:
+    if data not in CALIBRATION_DATA:
+        raise ValueError(f"--calibrate scores Fashion-MNIST's test images against its training images; "
+                         f"it needs --data fashion-mnist, not {data!r}")
+
+
 def calibration(data: str = "fashion-mnist", n: int = REFERENCE_IMAGES) -> dict[str, dict]:
-    """The metric on real images: train vs test (the floor), and test blurred by sigma 0.5 and 1 px."""
+    """The metric on real images, scored like `evaluate_model`'s `n` samples (against the same
+    reference): n test images (the floor), and those blurred by sigma 0.5 and 1 px."""
     from .data import load_dataset
     from .metrics import gaussian_blur
 
-    evaluator = Evaluator(reference_images(data, (1, 28, 28), n))
-    test = load_dataset(f"{data}-test").images[:n]
+    check_calibration_data(data)
+    evaluator = Evaluator(reference_images(data, (1, 28, 28)))
+    test = load_dataset("fashion-mnist-test").images[:n]
     return {
         "real test images (floor)": evaluator.score(test),
         "test blurred, sigma 0.5 px": evaluator.score(gaussian_blur(test, 0.5)),

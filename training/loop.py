@@ -17,6 +17,7 @@ the CPU, with the same number of threads).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import math
@@ -37,8 +38,8 @@ from ganserve.presets import create_config
 from ganserve.torch_model import build_generator, export_weights
 
 from . import distributed
-from .checkpoint import link, load_checkpoint, save_checkpoint
-from .data import load_dataset
+from .checkpoint import CheckpointError, link, load_checkpoint, save_checkpoint
+from .data import NAMED, load_dataset
 from .networks import build_discriminator, dcgan_init, recalibrate_batch_norm
 from .options import TrainOptions
 
@@ -68,12 +69,15 @@ class Trainer:
         self.channels_last = opts.channels_last if opts.channels_last is not None else True
         torch.manual_seed(opts.seed * 1000 + self.dist.rank)
 
-        data = load_dataset(opts.data, limit=opts.data_limit)
+        if opts.data not in NAMED and Path(opts.data).exists():  # resumable from any folder
+            opts = self.opts = dataclasses.replace(opts, data=str(Path(opts.data).resolve()))
+        resolution = create_config(opts.preset, latent_dim=opts.latent_dim, width=opts.width).output_shape[1:]
+        data = load_dataset(opts.data, limit=opts.data_limit, size=resolution)
         channels = opts.channels or data.images.shape[-1]
         self.config = create_config(opts.preset, channels=channels, latent_dim=opts.latent_dim, width=opts.width)
         if saved is not None and GeneratorConfig.from_dict(saved["config"]) != self.config:
             raise ValueError(f"--resume: {self.run / 'last.pt'} holds a different architecture than "
-                             f"--preset {opts.preset} builds")
+                             f"--preset {opts.preset} builds (check --channels, --latent-dim, --width)")
         self.images = data.to_tensor(self.config.output_shape)
         if len(self.images) < opts.batch_size * self.dist.world:
             raise ValueError(f"{opts.data}: {len(self.images)} images, fewer than one batch "
@@ -166,10 +170,39 @@ class Trainer:
         if written_on != self.dist.device.type:  # the latent generator's state belongs to one device type
             raise ValueError(f"--resume: the checkpoint was written on {written_on}, this run is on "
                              f"{self.dist.device.type}; resume it on a {written_on} device (--device {written_on})")
-        if s["data"].get("sha256", self.data_sha256) != self.data_sha256:
-            then, now = s["data"].get("images"), len(self.images)
-            change = f"{then} images then, {now} now" if then != now else f"{now} images, other contents"
-            raise ValueError(f"--resume: {self.data_source} is not the data the checkpoint was trained on ({change})")
+        saved_opts = s["options"]
+        if "sha256" in s["data"]:
+            if s["data"]["sha256"] != self.data_sha256:
+                then, now = s["data"].get("images"), len(self.images)
+                change = f"{then} images then, {now} now" if then != now else f"{now} images, other contents"
+                raise ValueError(f"--resume: {self.data_source} is not the data the checkpoint was trained on "
+                                 f"({change})")
+        elif saved_opts.get("data") != self.opts.data:  # a checkpoint from before the hash: the name decides
+            raise ValueError(f"--resume: the checkpoint was trained with data={saved_opts.get('data')!r}, "
+                             f"not {self.opts.data!r}")
+        for key, effective, default in (("amp", self.amp, self.cuda), ("channels_last", self.channels_last, True)):
+            then = saved_opts.get(key) if saved_opts.get(key) is not None else default
+            if then != effective:
+                raise ValueError(f"--resume: the checkpoint was trained with {key}={then}, not {effective}; "
+                                 f"a resumed run keeps its settings")
+        try:
+            self._load_state(s)
+        except (RuntimeError, KeyError, TypeError, ValueError, IndexError) as e:
+            raise CheckpointError(f"{self.run / 'last.pt'}: its state does not fit this run "
+                                  f"({' '.join(str(e).split())[:300]})") from None
+        self.step, self.epoch, self.position = s["step"], s["data"]["epoch"], s["data"]["position"]
+        self._saved_step = self.step
+        self.history, self.best_fd, self.elapsed = list(s["history"]), s["best_fd"], s["elapsed_s"]
+        if self.dist.main:  # the log continues from the checkpoint: drop rows written after it
+            rows = [json.dumps(r, sort_keys=True) for r in self.history]
+            (self.run / "metrics.jsonl").write_text("".join(r + "\n" for r in rows))
+            best, last = self.run / "best.pt", self.run / "last.pt"
+            if any(r.get("best") and r["step"] == self.step for r in self.history) and not (
+                    best.exists() and best.samefile(last)):
+                link(last, best)  # a kill between writing last.pt and linking it as best.pt
+
+    def _load_state(self, s: dict[str, Any]) -> None:
+        """Weights, optimizer states and RNG states from checkpoint `s` (strict: every key must fit)."""
         self.G.load_state_dict(s["G"])
         self.D.load_state_dict(s["D"])
         if self.ema is not None:
@@ -181,11 +214,6 @@ class Trainer:
         self.noise.set_state(rng["noise"])
         if self.cuda and "cuda" in rng:
             torch.cuda.set_rng_state(rng["cuda"], self.dist.device)
-        self.step, self.epoch, self.position = s["step"], s["data"]["epoch"], s["data"]["position"]
-        self.history, self.best_fd, self.elapsed = list(s["history"]), s["best_fd"], s["elapsed_s"]
-        if self.dist.main:  # the log continues from the checkpoint: drop rows written after it
-            rows = [json.dumps(r, sort_keys=True) for r in self.history]
-            (self.run / "metrics.jsonl").write_text("".join(r + "\n" for r in rows))
 
     # --- data
 
@@ -250,6 +278,15 @@ class Trainer:
                  f"for {opts.steps} steps of {opts.batch_size}"
                  f"{f' x {self.dist.world} processes' if self.dist.enabled else ''} on {self.dist.device}")
         bar = _progress(opts.steps, self.step) if self.dist.main else None
+        try:
+            self._steps(bar)
+        finally:  # an error line then starts on a line of its own
+            if bar is not None:
+                bar.close()
+        return self.finish()
+
+    def _steps(self, bar) -> None:
+        opts = self.opts
         sums, count, tick = torch.zeros(4, device=self.dist.device), 0, time.perf_counter()
         while self.step < opts.steps:
             sums += self.train_step(self._next_batch())
@@ -261,6 +298,7 @@ class Trainer:
                 self.elapsed += now - tick
                 means = distributed.mean_across(self.dist, sums / count)
                 row = self._log_row(means, count * opts.batch_size * self.dist.world / (now - tick))
+                self._check_finite()  # before anything is evaluated or saved
                 sums, count = torch.zeros_like(sums), 0
                 if bar is not None:
                     bar.update(self.step - bar.n)
@@ -276,16 +314,28 @@ class Trainer:
                 if due[2] or self.step == opts.steps or best:  # every rank: saving is a collective
                     self.save(best=best)
                 tick = time.perf_counter()
-        if bar is not None:
-            bar.close()
-        return self.finish()
+
+    def _diverged(self, what: str) -> TrainingDiverged:
+        last = self.run / "last.pt"
+        kept = (f"the last good checkpoint is {last} (step {self._saved_step})" if self._saved_step is not None
+                else "no checkpoint was written before it")
+        return TrainingDiverged(f"{what} by step {self.step}; {kept} (try a lower learning rate or "
+                                f"--label-smoothing)")
+
+    _saved_step: int | None = None  # the step of the last checkpoint written or resumed from
+
+    def _check_finite(self) -> None:
+        """Refuse to go on (evaluate, save, export) with NaN/Inf weights: losses are computed before
+        the update they drive, so an update can overflow with every logged loss still finite."""
+        nets = [self.G, self.D] + ([self.ema] if self.ema is not None else [])
+        tensors = [t for net in nets for t in (*net.parameters(), *net.buffers()) if t.is_floating_point()]
+        if not bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()):
+            raise self._diverged("the weights became NaN/Inf")
 
     def _log_row(self, means: torch.Tensor, rate: float) -> dict[str, Any]:
-        values = means.tolist()  # the only host sync, once per log interval
+        values = means.tolist()  # a host sync (with _check_finite), once per log interval only
         if not all(math.isfinite(v) for v in values):
-            raise TrainingDiverged(
-                f"loss became NaN/Inf by step {self.step}; the last good checkpoint is "
-                f"{self.run / 'last.pt'} (try a lower learning rate or --label-smoothing)")
+            raise self._diverged("loss became NaN/Inf")
         keys = ("loss_d", "loss_g", "d_real", "d_fake")
         return {"step": self.step, **dict(zip(keys, values)), "images_per_s": rate}
 
@@ -301,6 +351,7 @@ class Trainer:
             last = save_checkpoint(state, self.run, keep=self.opts.keep)
             if best:
                 link(last, self.run / "best.pt")
+        self._saved_step = self.step
         distributed.barrier(self.dist)
 
     # --- evaluation and export

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 
@@ -39,6 +40,9 @@ class TrainOptions:
     # What may change when a run is resumed; everything else must match the checkpoint. The device
     # may change within its type (cuda:0 -> cuda:1, auto -> cpu); the Trainer refuses another type.
     RUN_CONTROL = ("out", "steps", "checkpoint_every", "eval_every", "eval_samples", "keep", "log_every", "device")
+    # Checked by what they lead to, not by their spelling: the data by its contents (a relative path
+    # given from another folder is the same data), the defaults (None) by the value they resolved to.
+    CHECKED_BY_RESULT = ("data", "channels", "latent_dim", "width", "amp", "channels_last")
 
     def __post_init__(self) -> None:
         positive = ["steps", "batch_size", "checkpoint_every", "eval_every", "eval_samples", "log_every",
@@ -46,9 +50,15 @@ class TrainOptions:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if not str(self.data).strip():
+            raise ValueError("--data is empty: name a dataset (fashion-mnist, digits) or a path")
         for name in ("lr_g", "lr_d"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"--{name.replace('_', '-')} must be positive and finite, got {value}")
+        for name in ("beta1", "beta2"):
+            if not (0 <= getattr(self, name) < 1):
+                raise ValueError(f"--{name} must be in [0, 1), got {getattr(self, name)}")
         if not (0 <= self.ema_decay < 1):
             raise ValueError(f"--ema-decay must be in [0, 1), got {self.ema_decay}")
         if not (0 <= self.label_smoothing < 0.5):
@@ -65,11 +75,17 @@ class TrainOptions:
 
     @classmethod
     def resumed(cls, saved: dict[str, Any], given: dict[str, Any]) -> "TrainOptions":
-        """The saved options with the run-control fields of `given`; other differences are refused."""
+        """The saved options with the run-control fields of `given`; other differences are refused.
+
+        A `CHECKED_BY_RESULT` field is taken as given where the saved value is a default (None) or,
+        for the data, whenever it is given: the Trainer then checks what it leads to (the data's
+        contents, the architecture, the effective amp and channels-last) against the checkpoint.
+        """
         known = {f.name for f in dataclasses.fields(cls)}
         merged = {k: v for k, v in saved.items() if k in known}
         for key, value in given.items():
-            if key in cls.RUN_CONTROL:
+            if key in cls.RUN_CONTROL or (key in cls.CHECKED_BY_RESULT and value is not None
+                                          and (key == "data" or merged.get(key) is None)):
                 merged[key] = value
             elif value is not None and merged.get(key) != value:
                 raise ValueError(f"--resume: the checkpoint was trained with {key}={merged.get(key)!r}, "

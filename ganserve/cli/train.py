@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from . import app
-from .options import BACKEND_OPT, MODEL_ARG, TRUNCATION_OPT
+from .options import BACKEND_OPT, MODEL_ARG, TRUNCATION_OPT, check_int_option
 
 
 def _torch_or_hint() -> None:
@@ -65,7 +66,8 @@ def train(
         model = run_training(opts, resume=resume, log=typer.echo, explicit=explicit)
     except TrainingDiverged as e:
         raise ValueError(str(e)) from None
-    typer.echo(f"model written to {model}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, once
+        typer.echo(f"model written to {model}")
 
 
 @app.command("eval")
@@ -85,18 +87,20 @@ def eval_(
     _torch_or_hint()
     import json
 
-    from ganserve.training.evaluate import calibration, evaluate_model
+    from ganserve.training.evaluate import calibration, check_calibration_data, evaluate_model
     from ganserve.training.metrics import classifier_info
 
-    if samples < 2:
-        raise ValueError(f"--samples must be at least 2, got {samples}")
+    check_int_option(samples, "--samples", 2)
+    check_int_option(seed, "--seed", 0)
+    if calibrate:  # a wrong --data is said before the long scoring
+        check_calibration_data(data)
     if inception_weights is not None:  # a missing file or package is said before the long scoring
         from ganserve.training.inception import load_inception
 
         inception = load_inception(inception_weights)
     result = {"model": evaluate_model(model, data, samples, seed, backend, truncation)}
     if calibrate:
-        result.update(calibration(data))
+        result.update(calibration(data, samples))
     if inception_weights is not None:
         from ganserve.generator import Generator
         from ganserve.training.evaluate import reference_images
@@ -112,6 +116,8 @@ def eval_(
     info = classifier_info()
     typer.echo(f"classifier: test accuracy {info.get('test_accuracy', float('nan')):.4f}; "
                f"FD lower is better, CS higher is better")
+    typer.echo(f"{samples} samples of seed {seed} ({result['model']['backend']} backend) against "
+               f"{result['model']['reference']}")
     for name, row in result.items():
         extra = f"  Inception FID {row['inception_fid']:.2f}" if "inception_fid" in row else ""
         typer.echo(f"{name:30s} FD {row['fd']:8.3f}  CS {row['cs']:6.3f}{extra}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import pickle
 import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -54,6 +55,52 @@ def test_image_folder_skips_unreadable_files(tmp_path):
     data = load_dataset(tmp_path)
     assert data.images.shape == (4, 20, 24, 3) and data.skipped == 1
     assert data.to_tensor((1, 28, 28)).shape == (4, 1, 28, 28)
+
+
+def test_image_folder_resized_as_it_is_read(tmp_path):
+    """With a target size, no image is kept at its own (possibly huge) resolution."""
+    rng = np.random.default_rng(3)
+    for i, shape in enumerate([(300, 200), (40, 60)]):
+        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    data = load_dataset(tmp_path, size=(28, 28))
+    assert data.images.shape == (2, 28, 28, 1)
+
+
+def _png_claiming(width, height):
+    """A valid tiny PNG whose header claims width x height pixels (a "decompression bomb")."""
+    import io
+
+    buf = io.BytesIO()
+    Image.new("L", (1, 1)).save(buf, format="PNG")
+    png = bytearray(buf.getvalue())
+    ihdr = 8 + 8  # signature, then the IHDR chunk's length and type
+    png[ihdr:ihdr + 8] = struct.pack(">II", width, height)
+    png[ihdr + 13:ihdr + 17] = struct.pack(">I", zlib.crc32(bytes(png[ihdr - 4:ihdr + 13])))
+    return bytes(png)
+
+
+def test_image_folder_skips_an_image_too_large_to_open(tmp_path):
+    rng = np.random.default_rng(4)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    (tmp_path / "bomb.png").write_bytes(_png_claiming(40_000, 40_000))
+    with pytest.raises(Image.DecompressionBombError):
+        Image.open(tmp_path / "bomb.png")
+    data = load_dataset(tmp_path)
+    assert data.images.shape == (2, 8, 8, 1) and data.skipped == 1
+
+
+def test_empty_data_name_is_refused():
+    with pytest.raises(ValueError, match="--data is empty"):
+        load_dataset("")
+
+
+def test_npz_with_nan_is_refused(tmp_path):
+    images = np.zeros((4, 8, 8), dtype=np.float32)
+    images[1, 2, 3] = np.nan
+    np.savez(tmp_path / "nan.npz", images=images)
+    with pytest.raises(ValueError, match="holds NaN or Inf"):
+        load_dataset(tmp_path / "nan.npz")
 
 
 def test_image_folder_with_nothing_readable(tmp_path):

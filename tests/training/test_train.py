@@ -39,7 +39,12 @@ def quiet(*_):
 @pytest.mark.parametrize("preset", ganserve.list_presets())
 def test_a_few_steps_per_preset(tmp_path, preset):
     width = 16 if preset == "mlp28" else 8
-    model_dir = train(opts(tmp_path / preset, preset, steps=4, width=width, log_every=2, checkpoint_every=2), log=quiet)
+    trainer = Trainer(opts(tmp_path / preset, preset, steps=4, width=width, log_every=2, checkpoint_every=2), log=quiet)
+    start = {f"{name}.{k}": v.clone() for name, net in (("G", trainer.G), ("D", trainer.D))
+             for k, v in net.named_parameters() if v.dim() > 1}  # the conv and linear weights
+    model_dir = trainer.fit()
+    now = {f"{name}.{k}": v for name, net in (("G", trainer.G), ("D", trainer.D)) for k, v in net.named_parameters()}
+    assert [k for k in start if torch.equal(start[k], now[k])] == []  # both networks learn, every layer
     model = load_model(model_dir)
     assert model.config.preset == preset
     meta = model.metadata
@@ -47,6 +52,7 @@ def test_a_few_steps_per_preset(tmp_path, preset):
     assert {"fd", "cs", "fd_train_mode", "cs_train_mode"} <= set(meta["metric"])
     rows = [json.loads(line) for line in (tmp_path / preset / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [2, 4] and "fd" in rows[-1]
+    assert all(np.isfinite([r["loss_d"], r["loss_g"]]).all() for r in rows)
     assert (tmp_path / preset / "samples" / "step-00000004.png").is_file()
     assert (tmp_path / preset / "curves.png").is_file() or pytest.importorskip("matplotlib") is None
     gen = ganserve.Generator.load(model_dir, backend="numpy")
@@ -61,11 +67,13 @@ def _tensors(path):
 def _assert_identical(a, b):
     ta, sa = _tensors(a)
     tb, sb = _tensors(b)
-    assert sa["step"] == sb["step"]
-    assert [k for k in ta if not torch.equal(ta[k], tb[k])] == []
+    assert sa["step"] == sb["step"] and sa["data"] == sb["data"]
+    assert ta.keys() == tb.keys() and [k for k in ta if not torch.equal(ta[k], tb[k])] == []
     for group in ("opt_G", "opt_D"):
+        assert sa[group]["state"].keys() == sb[group]["state"].keys()
         for pa, pb in zip(sa[group]["state"].values(), sb[group]["state"].values()):
-            assert all(torch.equal(pa[k], pb[k]) for k in pa if torch.is_tensor(pa[k]))
+            assert pa.keys() == pb.keys() and all(torch.equal(pa[k], pb[k]) for k in pa if torch.is_tensor(pa[k]))
+    assert all(torch.equal(x, y) for x, y in zip(sa["rng"][0].values(), sb["rng"][0].values()))
 
 
 def test_resume_is_bit_identical(tmp_path):
@@ -102,6 +110,27 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
     assert clean.returncode == 0, clean.stderr
     _assert_identical(tmp_path / "clean" / "last.pt", run / "last.pt")
     assert not list(run.glob(".*.tmp")) and not list((run / "checkpoints").glob(".*.tmp"))
+
+
+def test_a_save_cut_short_leaves_last_pt_whole(tmp_path, monkeypatch):
+    """A save that dies half-written (disk full, a kill) never touches last.pt: it is written under
+    a temporary name and renamed only once whole."""
+    run = tmp_path / "r"
+    train(opts(run, steps=3), log=quiet)
+    before = (run / "last.pt").read_bytes()
+    trainer = Trainer(opts(run, steps=6), resume=True, log=quiet)
+
+    def save_half(obj, path):
+        Path(path).write_bytes(before[:len(before) // 2])
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(torch, "save", save_half)
+    with pytest.raises(OSError, match="No space left"):
+        trainer.save()
+    assert (run / "last.pt").read_bytes() == before
+    monkeypatch.undo()
+    assert Trainer(opts(run, steps=6), resume=True, log=quiet).fit() == run / "model"
+    assert load_checkpoint(run / "last.pt")["step"] == 6 and not list(run.glob(".*.tmp"))
 
 
 def test_keeps_a_few_checkpoints_and_best(tmp_path):
@@ -231,15 +260,39 @@ def test_not_a_checkpoint(tmp_path):
         load_checkpoint(bad)
 
 
+def _all_finite(state):
+    return all(torch.isfinite(v).all() for part in ("G", "D", "EMA") for v in state[part].values()
+               if v.is_floating_point())
+
+
 def test_diverged_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
-    # An absurd learning rate makes the weights overflow; the run must stop with a clear message.
-    with pytest.raises(TrainingDiverged, match="NaN/Inf"):
-        train(opts(tmp_path / "r", steps=60, lr_g=1e30, lr_d=1e30, checkpoint_every=1000, log_every=1), log=quiet)
-    assert not (tmp_path / "r" / "last.pt").exists() or load_checkpoint(tmp_path / "r" / "last.pt")
+    # lr 1e30: step 1 moves every weight by about 1e30 (still finite); step 2's losses overflow.
+    run = tmp_path / "r"
+    with pytest.raises(TrainingDiverged, match=r"loss became NaN/Inf by step 2; the last good checkpoint is .*"
+                                               r"last.pt \(step 1\)"):
+        train(opts(run, steps=60, lr_g=1e30, lr_d=1e30, checkpoint_every=1, log_every=1), log=quiet)
+    state = load_checkpoint(run / "last.pt")
+    assert state["step"] == 1 and _all_finite(state)
+
+
+def test_weights_that_overflow_are_never_saved(tmp_path, capsys):
+    """lr 1e39 is Inf in float32: step 1's losses are finite but its update makes the weights Inf.
+    The run stops before saving, evaluating or exporting them."""
+    run = tmp_path / "r"
+    code = main(["train", "--out", str(run), "--data", "digits", "--data-limit", "256", "--width", "8",
+                 "--batch-size", "16", "--device", "cpu", "--steps", "5", "--checkpoint-every", "1",
+                 "--log-every", "1", "--eval-every", "1", "--eval-samples", "64", "--lr-g", "1e39", "--lr-d", "1e39"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and err[-1] == ("error: the weights became NaN/Inf by step 1; no checkpoint was written "
+                                     "before it (try a lower learning rate or --label-smoothing)")
+    assert not (run / "last.pt").exists() and not (run / "best.pt").exists() and not (run / "model").exists()
 
 
 @pytest.mark.parametrize("args,message", [
     (["--steps", "0"], "--steps must be positive"),
+    (["--data", ""], "--data is empty"),
+    (["--lr-g", "inf"], "--lr-g must be positive and finite, got inf"),
+    (["--beta1", "1.5"], "--beta1 must be in [0, 1), got 1.5"),
     (["--data", "/no/data"], "data not found"),
     (["--preset", "dcgan1024"], "unknown preset"),
     (["--label-smoothing", "0.7"], "--label-smoothing must be in"),
@@ -247,7 +300,70 @@ def test_diverged_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 def test_cli_errors(tmp_path, capsys, args, message):
     code = main(["train", "--out", str(tmp_path / "r"), "--data", "digits", "--device", "cpu", *args])
     err = capsys.readouterr().err
-    assert code == 1 and message in err
+    assert code == 1 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_resume_from_another_folder_with_a_relative_data_path(tmp_path, monkeypatch, capsys):
+    """The run records its data's absolute path; the data is then checked by its contents, not by
+    how its path was spelled; options left at their defaults may be given explicitly."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(20):
+        Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(folder / f"{i:02d}.png")
+    monkeypatch.chdir(tmp_path)
+    train(opts("r", steps=3, data="images", data_limit=None), log=quiet)
+    assert load_checkpoint(tmp_path / "r" / "last.pt")["options"]["data"] == str(folder)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert main(["train", "--out", "../r", "--resume", "--steps", "4"]) == 0, capsys.readouterr().err
+    assert main(["train", "--out", "../r", "--resume", "--steps", "5", "--data", "../images",
+                 "--channels", "1", "--no-amp"]) == 0, capsys.readouterr().err
+    assert load_checkpoint(tmp_path / "r" / "last.pt")["step"] == 5
+    code = main(["train", "--out", "../r", "--resume", "--steps", "6", "--width", "16"])
+    assert code == 1 and "trained with width=8, not 16" in capsys.readouterr().err
+    code = main(["train", "--out", "../r", "--resume", "--steps", "6", "--amp"])
+    assert code == 1 and "trained with amp=False, not True" in capsys.readouterr().err
+
+
+def test_a_checkpoint_whose_state_does_not_fit_is_one_clear_error(tmp_path, capsys):
+    run = tmp_path / "r"
+    train(opts(run, steps=3), log=quiet)
+    state = torch.load(run / "last.pt", weights_only=True)
+    del state["G"]["layers.1.weight"]
+    torch.save(state, run / "last.pt")
+    capsys.readouterr()
+    code = main(["train", "--out", str(run), "--resume", "--steps", "6"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1
+    assert "its state does not fit this run" in err[0] and "layers.1.weight" in err[0]
+
+
+def test_checkpoint_load_errors_name_the_cause(tmp_path):
+    import os as os_module
+
+    class Code:
+        def __reduce__(self):
+            return (os_module.system, ("true",))
+
+    torch.save({"x": Code()}, tmp_path / "code.pt")
+    with pytest.raises(CheckpointError, match="holds more than tensors and plain data: .*GLOBAL .*system"):
+        load_checkpoint(tmp_path / "code.pt")
+    (tmp_path / "text.pt").write_text("hello\n")
+    with pytest.raises(CheckpointError, match=r"not a whole torch checkpoint file: cut short, or another kind"):
+        load_checkpoint(tmp_path / "text.pt")
+
+
+def test_a_kill_before_best_pt_was_linked_is_repaired_on_resume(tmp_path):
+    run = tmp_path / "r"
+    train(opts(run, steps=6, checkpoint_every=3, eval_every=3, keep=5), log=quiet)
+    state = torch.load(run / "last.pt", weights_only=True)
+    state["history"][-1]["best"] = True  # last.pt is the best so far...
+    torch.save(state, run / "last.pt")
+    (run / "best.pt").unlink()
+    os.link(run / "checkpoints" / "step-00000003.pt", run / "best.pt")  # ...but the kill came before the link
+    Trainer(opts(run, steps=6, checkpoint_every=3, eval_every=3, keep=5), resume=True, log=quiet)
+    assert (run / "best.pt").samefile(run / "last.pt")
 
 
 def test_export_of_a_checkpoint_matches_the_run(tmp_path):
