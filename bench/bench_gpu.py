@@ -111,8 +111,12 @@ def main() -> None:
     args = parser.parse_args()
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
 
-    import torch
-
+    try:
+        import torch
+    except ImportError:
+        sys.exit("bench_gpu.py needs torch built with CUDA: pip install 'ganserve[torch]'")
+    if not torch.cuda.is_available():
+        sys.exit(f"bench_gpu.py needs a CUDA GPU, and torch {torch.__version__} sees none")
     gpu = torch.cuda.get_device_name(0)
     peak = peak_tflops(gpu)
     model = load_model(args.model) if args.model else random_model(create_config(args.preset))

@@ -10,7 +10,8 @@ check has passed, so a failed export leaves nothing half-written):
    onnx.checker, a symbolic batch axis, then ONNX Runtime against the NumPy reference on fixed
    latents at two batch sizes (FP32 within 1e-4 max abs; FP16 within 3e-2, no NaN/Inf);
 4. with tensorrt=True, build ``generator.engine`` from the FP16 graph and verify it the same way;
-5. with triton=REPO, write a Triton model repository for the exported model.
+5. with triton=REPO, write a Triton model repository from the staged files (all or nothing);
+6. move the staged files into the output folder.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Callable
 import numpy as np
 
 from ganserve.backends import create_backend
+from ganserve.errors import ModelFormatError
 from ganserve.latents import make_latents
 from ganserve.model_io import (
     CONFIG_NAME,
@@ -77,7 +79,10 @@ def export(source: str | os.PathLike, out: str | os.PathLike, opts: ExportOption
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     # Staged inside `out`, so the final renames never cross a filesystem (`out` may be a mount point).
-    staging = Path(tempfile.mkdtemp(prefix=".export.", suffix=".tmp", dir=out))
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=".export.", suffix=".tmp", dir=out))
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(out)) from None
     try:
         save_model(staging, model.config, model.weights, model.metadata)
         staged = load_model(staging)  # what users will load, with its weights hash
@@ -93,20 +98,23 @@ def export(source: str | os.PathLike, out: str | os.PathLike, opts: ExportOption
                          opt_batch=opts.opt_batch, max_batch=opts.max_batch, timing_cache=opts.timing_cache)
             if opts.verify:
                 verify(load_model(staging), "tensorrt", {}, log, fp16=True)
+        if opts.triton:  # before the move, so that a failure here leaves `out` as it was
+            from .triton import write_triton_repository
+
+            kind = "tensorrt" if opts.tensorrt else "onnx"
+            repo = write_triton_repository(opts.triton, opts.triton_name, staging, kind=kind,
+                                           max_batch_size=opts.max_batch, version=opts.triton_version,
+                                           overwrite=opts.triton_overwrite)
+            log(f"Triton repository: {repo}")
         _move_into(staging, out, log)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(staging, ignore_errors=True)
         if created:  # a failed export leaves nothing behind
             shutil.rmtree(out, ignore_errors=True)
+        if isinstance(e, OSError) and str(e.filename or "").startswith(str(staging)):  # name `out`, not staging
+            raise OSError(e.errno, e.strerror, str(out) + str(e.filename)[len(str(staging)):]) from None
         raise
     shutil.rmtree(staging, ignore_errors=True)
-    if opts.triton:
-        from .triton import write_triton_repository
-
-        kind = "tensorrt" if opts.tensorrt else "onnx"
-        repo = write_triton_repository(opts.triton, opts.triton_name, out, kind=kind, max_batch_size=opts.max_batch,
-                                       version=opts.triton_version, overwrite=opts.triton_overwrite)
-        log(f"Triton repository: {repo}")
     return out
 
 
@@ -116,6 +124,8 @@ def _check_options(opts: ExportOptions) -> None:
     if not 1 <= opts.min_batch <= opts.opt_batch <= opts.max_batch:
         raise ValueError(f"need 1 <= --min-batch <= --opt-batch <= --max-batch, got "
                          f"{opts.min_batch}, {opts.opt_batch}, {opts.max_batch}")
+    if opts.triton and not (opts.onnx or opts.tensorrt):
+        raise ValueError("--triton serves generator.onnx or generator.engine: drop --no-onnx, or add --tensorrt")
     if opts.triton:  # refused before any work, not after the model directory is written
         from .triton import check_version_folder
 
@@ -139,7 +149,14 @@ def _check_options(opts: ExportOptions) -> None:
 def read_source(path: Path, weights: str = "ema") -> Model:
     """The generator in a model directory or a training checkpoint (``*.pt``)."""
     if path.is_dir() or (not path.exists() and str(path) in list_shipped_models()):
-        return load_model(str(path))
+        try:
+            return load_model(str(path))
+        except ModelFormatError as e:
+            found = [f"{p} ({what})" for p, what in ((path / "last.pt", "a checkpoint"),
+                                                      (path / "model", "the exported model")) if p.exists()]
+            if found and not (path / CONFIG_NAME).exists():  # a training run folder
+                raise ModelFormatError(f"{e}; {path} looks like a training run: pass {' or '.join(found)}") from None
+            raise
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint or model directory at {path}")
     return _from_checkpoint(path, weights)
@@ -155,7 +172,6 @@ def _from_checkpoint(path: Path, which: str) -> Model:
     from ganserve.training.options import TrainOptions
 
     from ganserve.config import GeneratorConfig
-    from ganserve.errors import ModelFormatError
     from ganserve.torch_model import build_generator, export_weights, load_weights
 
     state = load_checkpoint(path)
@@ -221,6 +237,7 @@ def _move_into(staging: Path, out: Path, log: Callable[[str], None]) -> None:
     staged = sorted((p.name for p in staging.iterdir()), key=lambda n: (order.index(n) if n in order else 9, n))
     for name in staged:
         os.replace(staging / name, out / name)
+    log(f"wrote {', '.join(sorted(staged))} to {out}")
     for stale in EXPORT_NAMES:
         if stale not in staged and (out / stale).exists():
             (out / stale).unlink()

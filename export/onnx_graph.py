@@ -6,9 +6,10 @@ The graph is built from the batch-norm-folded config (`ganserve.fold`), one ONNX
     upsample -> Resize (nearest, as PyTorch), relu/leaky_relu/tanh/sigmoid -> the same ops,
     an unfoldable batch_norm -> BatchNormalization.
 
-Input ``z`` is float32 (batch, latent_dim) and output ``images`` float32 (batch, C, H, W); the
-batch axis is symbolic. The FP16 variant stores FP16 weights and computes in FP16 between a Cast
-after the input and a Cast before the output, so callers still feed and read float32.
+Input ``z`` is float32 (batch, latent_dim) and output ``images`` float32 (batch, C, H, W), clipped to
+the value range; the batch axis is symbolic. The FP16 variant stores FP16 weights and computes in
+FP16 between a Cast after the input and a Cast before the output, so callers still feed and read
+float32.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ def build_onnx(config: GeneratorConfig, weights: dict[str, np.ndarray], *, fp16:
     for i, spec in enumerate(folded.layers):
         params = {name: folded_weights[f"layers.{i}.{name}"] for name in param_shapes(spec)}
         x = _NODES[spec["type"]](builder, x, spec, params)
+    lo, hi = config.value_range  # ONNX Runtime's Tanh can round a hair past -1 (e.g. -1.0000002)
+    x = builder.node("Clip", [x, builder.const("low", lo), builder.const("high", hi)])
     if fp16:
         x = builder.node("Cast", [x], to=TensorProto.FLOAT)
     builder.nodes.append(helper.make_node("Identity", [x], [OUTPUT_NAME], name="output"))

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
-from ganserve._files import write_bytes
+from ganserve._files import temp_name, write_bytes
 from ganserve.model_io import CONFIG_NAME, ENGINE_NAME, ONNX_NAME, read_config
 
 KINDS = {"onnx": ("onnxruntime_onnx", ONNX_NAME, "model.onnx"),
@@ -80,12 +81,6 @@ def write_triton_repository(repo: str | os.PathLike, name: str, model_dir: str |
     else:
         data, outputs = _plan(source, max_batch_size)
 
-    folder = version_dir.parent
-    version_dir.mkdir(parents=True, exist_ok=True)
-    write_bytes(version_dir / target_name, data)
-    for _, _, other in KINDS.values():  # a model file of the other kind would be stale
-        if other != target_name:
-            (version_dir / other).unlink(missing_ok=True)
     c, h, w = config.output_shape
     tensors = {"images": (_Enum("TYPE_FP32"), [c, h, w]), "images_uint8": (_Enum("TYPE_UINT8"), [h, w, c])}
     document = {
@@ -97,8 +92,38 @@ def write_triton_repository(repo: str | os.PathLike, name: str, model_dir: str |
         "dynamic_batching": {"preferred_batch_size": preferred, "max_queue_delay_microseconds": max_queue_delay_us},
         "instance_group": [{"count": instance_count, "kind": _Enum("KIND_GPU")}],
     }
-    write_bytes(folder / "config.pbtxt", format_pbtxt(document).encode())
+    folder = version_dir.parent
+    files = {version_dir / other: None for _, _, other in KINDS.values()}  # a model of the other kind is stale
+    files.update({version_dir / target_name: data, folder / "config.pbtxt": format_pbtxt(document).encode()})
+    _replace_files(version_dir, files)
     return folder
+
+
+def _replace_files(folder: Path, files: dict[Path, bytes | None]) -> None:
+    """Write (bytes) or remove (None) each file, creating `folder` if needed, all or nothing: after
+    an error the files and folders are as they were (replaced files are renamed aside until the end)."""
+    new_root = next((p for p in [*reversed(folder.parents), folder] if not p.exists()), None)
+    aside: dict[Path, Path] = {}
+    done: list[Path] = []
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for path, data in files.items():
+            if path.exists():
+                aside[path] = temp_name(path)
+                os.replace(path, aside[path])
+            done.append(path)
+            if data is not None:
+                write_bytes(path, data)
+    except BaseException:
+        for path in done:
+            path.unlink(missing_ok=True)
+            if path in aside:
+                os.replace(aside[path], path)
+        if new_root is not None:
+            shutil.rmtree(new_root, ignore_errors=True)
+        raise
+    for old in aside.values():
+        old.unlink()
 
 
 def check_version_folder(repo: str | os.PathLike, name: str, version: int, overwrite: bool = False) -> Path:

@@ -19,7 +19,8 @@ def temp_name(path: Path) -> Path:
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to `path`; on success fsync it and rename it onto `path`.
 
-    On an exception the temporary file is removed and `path` is left as it was.
+    On an exception the temporary file is removed and `path` is left as it was; an OSError about
+    the temporary file is raised as one about `path` (what the user asked to write).
     """
     path = Path(path)
     tmp = temp_name(path)
@@ -29,6 +30,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # some writers create private files; models are meant to be shared
         os.replace(tmp, path)
+    except OSError as e:
+        if e.filename is None or Path(e.filename) != tmp:
+            raise
+        raise OSError(e.errno, e.strerror, str(path)) from None
     finally:
         tmp.unlink(missing_ok=True)
     fsync_dir(path.parent)

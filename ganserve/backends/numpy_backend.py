@@ -2,7 +2,7 @@
 
 At load, batch norms are folded into the neighbouring linear/conv layers (`ganserve.fold`) and each
 layer is compiled into a function on channels-last arrays: vectors are (N, F), images (N, H, W, C),
-so that every conv is one GEMM over the whole batch (BLAS then uses all cores):
+so that every conv is one GEMM over a whole chunk of the batch:
 
 - conv2d: im2col (one strided copy per kernel tap) then (N*Ho*Wo, k*k*C) @ (k*k*C, O);
 - conv_transpose2d: (N*H*W, C) @ (C, k*k*O), then col2im: each kernel tap added into its
@@ -11,7 +11,9 @@ so that every conv is one GEMM over the whole batch (BLAS then uses all cores):
 
 A batch is cut into chunks whose working set fits `workspace_mb` (about the L3 cache), and the
 chunks run on one thread per core with BLAS single-threaded meanwhile: then the elementwise work
-(col2im, activations, uint8 conversion), which NumPy does on one core, runs on all of them too.
+(col2im, activations, uint8 conversion), which NumPy does on one core, runs on all of them too. A
+batch of one chunk runs on the calling thread, BLAS single-threaded too (threaded BLAS made batch 1
+five times slower).
 Memory stays bounded by (threads x chunk working set) plus the output.
 
 This backend is what every other backend is tested against.
@@ -96,17 +98,18 @@ class NumpyBackend(Backend):
         return out
 
     def _map(self, work: Callable[[int, int], None], n: int) -> None:
-        """Run `work(lo, hi)` over chunks of [0, n): in parallel threads with BLAS on one thread each."""
+        """Run `work(lo, hi)` over chunks of [0, n): in parallel threads (one chunk: on this one), BLAS
+        on one thread each."""
         count = -(-n // self.chunk)
         if self.threads > 1 and n > 1:
             count = -(-max(count, self.threads) // self.threads) * self.threads  # a multiple of threads
         size = -(-n // count)
         bounds = [(lo, min(n, lo + size)) for lo in range(0, n, size)]
-        if len(bounds) == 1:
-            work(*bounds[0])
-            return
         pool, blas = self._workers()
-        with blas.limit(limits=1, user_api="blas"):
+        with blas.limit(limits=1, user_api="blas"):  # also for one chunk: small GEMMs run slower threaded
+            if len(bounds) == 1:
+                work(*bounds[0])
+                return
             for future in [pool.submit(work, lo, hi) for lo, hi in bounds]:
                 future.result()
 

@@ -89,3 +89,34 @@ def test_numpy_rejects_cuda(tiny_model_dir):
 def test_backend_options_need_a_backend_name(tiny_model_dir):
     with pytest.raises(TypeError, match="explicit backend"):
         Generator.load(tiny_model_dir, backend="auto", threads=1)
+
+
+@pytest.mark.parametrize("name,options", [
+    ("numpy", {}), *CPU, ("onnxruntime", {"device": "cpu", "precision": "fp16"}),
+    *[pytest.param(n, o, marks=pytest.mark.gpu) for n, o in GPU + GPU_FP16 if n != "tensorrt"],  # needs an engine
+])
+def test_generate_stays_in_the_value_range(name, options, tiny_config):
+    weights = {k: 3 * v for k, v in random_weights(tiny_config, seed=1).items()}  # most outputs saturate
+    model = ganserve.model_io.Model(tiny_config, weights, {})
+    backend = create_backend(name, model, **options) if name == "numpy" else _backend(name, options, model)
+    images = Generator(model, backend).generate(ganserve.latents.make_latents(64, tiny_config.latent_dim, seed=0))
+    assert (np.abs(images) == 1).mean() > 0.3  # not vacuous: tanh is at its limits
+    assert images.min() >= -1 and images.max() <= 1
+
+
+@pytest.mark.parametrize("threads,n", [(2, 1), (1, 5), (2, 6)])  # one chunk on the calling thread; several
+def test_numpy_runs_blas_single_threaded(tiny_model_dir, threads, n):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    if not any(i["user_api"] == "blas" for i in threadpoolctl.threadpool_info()):
+        pytest.skip("no BLAS that threadpoolctl can see")
+    backend = create_backend("numpy", load_model(tiny_model_dir), threads=threads)
+    forward, seen = backend.forward_nhwc, []
+
+    def spy(z):
+        seen.extend(i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas")
+        return forward(z)
+
+    backend.forward_nhwc = spy
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):  # what BLAS would use otherwise
+        backend.run(ganserve.latents.make_latents(n, backend.config.latent_dim))
+    assert seen and set(seen) == {1}

@@ -120,3 +120,47 @@ def test_cli_triton_versions(tmp_path, capsys, tiny_model_dir):
     assert main(args + ["--out", str(tmp_path / "b"), "--triton-version", "2"]) == 0
     assert main(args + ["--out", str(tmp_path / "c"), "--triton-overwrite"]) == 0
     assert sorted(p.name for p in (repo / "ganserve_generator").iterdir()) == ["1", "2", "config.pbtxt"]
+
+
+def test_a_failed_triton_write_leaves_nothing(tmp_path, capsys, tiny_model_dir):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the repository's parent folder should be")  # fails even as root
+    repo = str(blocker / "repo")
+    args = ["export", "--ckpt", str(tiny_model_dir), "--no-verify", "--triton", repo]
+    assert main(args + ["--out", str(tmp_path / "new")]) == 1
+    assert "Not a directory" in capsys.readouterr().err and not (tmp_path / "new").exists()
+    out = export(tiny_model_dir, tmp_path / "old", ExportOptions(onnx=False), log=lambda _: None)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(NotADirectoryError):
+        export(tiny_model_dir, out, ExportOptions(verify=False, triton=repo), log=lambda _: None)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no generator.onnx, no staging folder
+
+
+def test_the_log_names_only_the_files_written(tmp_path, tiny_model_dir):
+    out = tmp_path / "samples"
+    out.mkdir()
+    for i in range(4):
+        (out / f"{i:08d}.png").write_bytes(b"png")
+    messages = []
+    export(tiny_model_dir, out, ExportOptions(verify=False), log=messages.append)
+    assert f"wrote config.json, generator.onnx, generator.safetensors to {out}" in messages
+    assert not any("png" in m for m in messages)
+
+
+def test_a_training_run_folder_gets_a_hint(tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / "model").mkdir(parents=True)
+    (run / "last.pt").write_bytes(b"")
+    assert main(["export", "--ckpt", str(run), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert f"pass {run / 'last.pt'} (a checkpoint) or {run / 'model'} (the exported model)" in err
+    (run / "last.pt").unlink()
+    (run / "model").rmdir()
+    assert main(["export", "--ckpt", str(run), "--out", str(tmp_path / "o")]) == 1
+    assert "config.json" in (err := capsys.readouterr().err) and "training run" not in err  # an empty folder
+
+
+def test_triton_needs_an_onnx_graph_or_engine(tmp_path, tiny_model_dir):
+    with pytest.raises(ValueError, match="--no-onnx"):
+        export(tiny_model_dir, tmp_path / "o", ExportOptions(onnx=False, triton=str(tmp_path / "repo")))
+    assert not (tmp_path / "o").exists() and not (tmp_path / "repo").exists()

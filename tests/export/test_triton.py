@@ -101,6 +101,31 @@ def test_existing_versions_are_kept_unless_overwrite(tmp_path, onnx_model):
     assert (tmp_path / "gen" / "2" / "model.onnx").is_file()
 
 
+def _tree(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None for p in folder.rglob("*")}
+
+
+def test_a_failed_write_leaves_the_repository_as_it_was(tmp_path, onnx_model, monkeypatch):
+    from ganserve.export import triton
+
+    _engine(onnx_model, max_batch=1024)
+    write_triton_repository(tmp_path / "repo", "gen", onnx_model)
+    before = _tree(tmp_path)
+    write = triton.write_bytes
+
+    def full_disk(path, data):
+        if path.name == "config.pbtxt":  # the last file: the model file is already replaced
+            raise OSError(28, "No space left on device", str(path))
+        write(path, data)
+
+    monkeypatch.setattr(triton, "write_bytes", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        write_triton_repository(tmp_path / "repo", "gen", onnx_model, kind="tensorrt", overwrite=True)
+    with pytest.raises(OSError, match="No space left"):  # a new repository: nothing of it is left
+        write_triton_repository(tmp_path / "new" / "repo", "gen", onnx_model)
+    assert _tree(tmp_path) == before
+
+
 def test_missing_model_file(tmp_path, model_copy):
     with pytest.raises(FileNotFoundError, match=f"no {ENGINE_NAME} in .*ganserve export --tensorrt"):
         write_triton_repository(tmp_path, "gen", model_copy, kind="tensorrt")
