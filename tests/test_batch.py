@@ -209,12 +209,28 @@ def test_sigterm_and_sigint_stop_cleanly(tmp_path, tiny_model_dir, signum, code,
 def test_cli_errors_are_one_line(tmp_path, capsys, tiny_model_dir):
     from ganserve.cli import main
 
-    for args, message in [(["--n", "-5"], "--n must be in"), (["--format", "gif"], "unknown --format 'gif'"),
+    for args, message in [(["--n", "-5"], "--n must be at least 1, got -5"),
+                          (["--format", "gif"], "unknown --format 'gif'"),
                           (["--shard-index", "3", "--num-shards", "2"], "--shard-index must be in"),
-                          (["--shard-size", "0"], "--shard-size must be in")]:
+                          (["--shard-size", "0"], "--shard-size must be at least 1, got 0"),
+                          (["--seed", "-1"], "--seed must be at least 0, got -1"),
+                          (["--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+                          (["--workers", "-1"], "--workers must be at least 0, got -1")]:
         code = main(["generate", str(tiny_model_dir), "--n", "10", "--out", str(tmp_path / "o"), *args])
         err = capsys.readouterr().err
         assert code == 1 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_cli_rerun_of_a_finished_run_shows_no_bar(tmp_path, capsys, tiny_model_dir):
+    from ganserve.cli import main
+
+    args = ["generate", str(tiny_model_dir), "--n", "1", "--out", str(tmp_path / "o"), "--backend", "numpy"]
+    assert main(args) == 0
+    assert capsys.readouterr().out.startswith("made 1 image in 1 shard (0 already done)")
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("made 0 images in 0 shards (1 already done)")
+    assert "|" not in err and "0/1" not in err, err  # no progress bar left behind
 
 
 def test_unwritable_output(tmp_path, capsys, tiny_model_dir):

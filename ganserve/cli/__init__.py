@@ -1,23 +1,45 @@
 """The `ganserve` command line: thin commands over the library.
 
 A user mistake (bad option value, missing file, invalid model, missing package) prints one line,
-``error: ...``, on stderr and exits with status 1 (2 for usage errors), without a traceback.
+``error: ...``, on stderr and exits with status 1 (2 for usage errors), without a traceback. Ctrl-C
+prints ``interrupted`` (and how to go on, where a command can) and exits with status 130.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 
 import typer
+from typer.core import TyperGroup
 
 from .. import __version__
 
+# What a command adds to "interrupted" on Ctrl-C (generate says its own, having caught the signal).
+INTERRUPT_HINTS = {"train": ": checkpoints already written are kept; add --resume to the same command to continue "
+                            "from the last one"}
+
+
+class _Commands(TyperGroup):
+    """The command group; it says "interrupted", where typer alone turns Ctrl-C into a silent exit 130."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            typer.echo(f"interrupted{INTERRUPT_HINTS.get(ctx.invoked_subcommand, '')}", err=True)
+            raise typer.Exit(130) from None
+
+
 app = typer.Typer(
+    cls=_Commands,
     name="ganserve",
     help="Train, export and serve DCGAN-family image generators.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: typer's rich help shows flags as `<bool>` and keeps docstring line breaks
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -65,10 +87,21 @@ def main(argv: list[str] | None = None) -> int:
     return result if isinstance(result, int) else 0
 
 
+def _os_error_line(error: OSError) -> str:
+    """An OSError from a system call (ganserve's writers report the paths the user gave, never their
+    temporary names); an --out that is a file where a folder was to be made, said so."""
+    if error.errno == errno.EEXIST and error.filename2 is None and os.path.isfile(error.filename):
+        return f"{error.filename} is a file, not a folder"
+    return str(error)
+
+
 def _one_line(error: BaseException) -> str:
-    text = str(error) or type(error).__name__
-    if isinstance(error, OSError) and error.filename and str(error.filename) not in text:
-        text = f"{text}: {error.filename}"
+    if isinstance(error, OSError) and error.strerror and isinstance(error.filename, (str, os.PathLike)):
+        text = _os_error_line(error)
+    else:
+        text = str(error) or type(error).__name__
+        if isinstance(error, OSError) and error.filename and str(error.filename) not in text:
+            text = f"{text}: {error.filename}"
     return " ".join(text.split())
 
 

@@ -44,4 +44,4 @@ def export(
                          triton=str(triton) if triton else None, triton_name=triton_name,
                          triton_version=triton_version, triton_overwrite=triton_overwrite)
     path = run_export(ckpt, out, opts, log=typer.echo)
-    typer.echo(f"exported {ckpt} to {path}: {', '.join(sorted(p.name for p in path.iterdir()))}")
+    typer.echo(f"exported {ckpt} to {path}")  # the files: the "wrote ..." line above

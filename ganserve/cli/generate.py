@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from . import app
-from .options import BACKEND_OPT, MODEL_ARG, TRUNCATION_OPT, progress
+from .options import BACKEND_OPT, MODEL_ARG, TRUNCATION_OPT, check_int_option, plural, progress
 
 
 @app.command()
@@ -36,24 +36,30 @@ def generate(
 
     if fmt not in FORMATS:
         raise ValueError(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    for value, option, minimum in ((n, "--n", 1), (seed, "--seed", 0), (shard_size, "--shard-size", 1),
+                                   (batch_size, "--batch-size", 1), (workers, "--workers", 0)):
+        if value is not None:
+            check_int_option(value, option, minimum)
     RunParams(n, seed, shard_size, fmt, truncation, "", "", (1, 1, 1)).check()
     mine = shards_for(n, shard_size, shard_index, num_shards)
-    if workers is not None and workers < 0:
-        raise ValueError(f"--workers must be >= 0, got {workers}")
     gen = Generator.load(model, backend=backend)
     total = sum(min(n, s * shard_size + shard_size) - s * shard_size for s in mine)
     with progress(total, f"generate ({gen.backend})") as bar:
+        def log(message: str) -> None:
+            # Not bar.write: it draws a bar still hidden by its delay, which close() then leaves unfinished.
+            bar.clear()
+            typer.echo(message, err=True)
+
         try:
             summary = run(gen, out, n=n, seed=seed, shard_size=shard_size, fmt=fmt, shard_index=shard_index,
                           num_shards=num_shards, workers=workers, batch_size=batch_size, truncation=truncation,
-                          compress_level=png_compression, progress=bar.update,
-                          log=lambda m: bar.write(m))
+                          compress_level=png_compression, progress=bar.update, log=log)
         except Interrupted as e:
             bar.close()
             typer.echo(f"interrupted by {e}: finished shards are kept in {out}; run the same command again "
                        f"to resume", err=True)
             raise typer.Exit(128 + e.signum) from None
     state = "the run is complete" if summary["complete"] else "other shards are still missing"
-    typer.echo(f"made {summary['made']} images in {summary['shards']} shards ({summary['skipped']} already done) "
-               f"in {out}; {state}")
+    typer.echo(f"made {plural(summary['made'], 'image')} in {plural(summary['shards'], 'shard')} "
+               f"({summary['skipped']} already done) in {out}; {state}")
 

@@ -9,7 +9,7 @@ import numpy as np
 import typer
 
 from . import app
-from .options import BACKEND_OPT, MODEL_ARG, TRUNCATION_OPT, check_positive, parse_ints
+from .options import BACKEND_OPT, MODEL_ARG, TRUNCATION_OPT, check_int_option, parse_ints, plural
 
 GIF_MIN_SIZE = 128  # default GIF upscaling makes frames at least this many pixels on a side
 SCALE_HELP = "Integer upscale factor, nearest neighbour (default: {})."
@@ -41,10 +41,11 @@ def interpolate(
         raise ValueError(f"--seeds needs at least 2 seeds (one keyframe each), got {seeds!r}")
     if steps < 2:
         raise ValueError(f"--steps must be at least 2 (both keyframes count), got {steps}")
+    check_int_option(index, "--index", minimum=0)
     fmt = image_format(out)  # an unwritable extension fails before any work
-    check_positive(duration, "--duration")
+    check_int_option(duration, "--duration")
     if nrow is not None:
-        check_positive(nrow, "--nrow")
+        check_int_option(nrow, "--nrow")
     gen = Generator.load(model, backend=backend)
     frames = gen.walk(keyframes, steps, method, loop, truncation=truncation)
     if fmt == "GIF":
@@ -78,6 +79,8 @@ def arithmetic(
     from ..generator import Generator
     from ..images import image_format, make_grid, save_image, upscale
 
+    check_int_option(seed, "--seed", minimum=0)
+    check_int_option(neighbors, "--neighbors", minimum=0)
     groups = [(w, parse_ints(text, f"--{name}"), name)
               for w, text, name in ((1.0, a, "a"), (-1.0, b, "b"), (1.0, c, "c")) if text is not None]
     image_format(out)
@@ -92,4 +95,4 @@ def arithmetic(
     tiles = np.stack([tile for row in rows for tile in row + [blank] * (cols - len(row))])
     save_image(make_grid(upscale(tiles, scale), nrow=cols), out)
     formula = " ".join(f"{'-' if w < 0 else '+'} mean({name})" for w, _, name in groups)
-    typer.echo(f"wrote {formula.lstrip('+ ')} and {neighbors} neighbours (jitter {jitter}) to {out}")
+    typer.echo(f"wrote {formula.lstrip('+ ')} and {plural(neighbors, 'neighbour')} (jitter {jitter}) to {out}")

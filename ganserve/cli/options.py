@@ -34,7 +34,15 @@ def parse_ints(text: str, option: str, minimum: int = 0) -> list[int]:
     return values
 
 
-def check_positive(value: int, option: str) -> int:
-    if value < 1:
-        raise ValueError(f"{option} must be at least 1, got {value}")
-    return value
+def check_int_option(value: int, option: str, minimum: int = 1) -> int:
+    """`value` if in [minimum, 2**64 - 1] (the range of seeds and indices), else a ValueError naming `option`."""
+    from ..latents import check_index
+
+    if value < minimum:  # the usual mistake, said without the far upper bound
+        raise ValueError(f"{option} must be at least {minimum}, got {value}")
+    return check_index(value, option, minimum)
+
+
+def plural(count: int, noun: str) -> str:
+    """`count` and `noun`, plural unless `count` is 1: "1 image", "2 images"."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from . import app
-from .options import BACKEND_OPT, MODEL_ARG, TRUNCATION_OPT, parse_ints, progress
+from .options import BACKEND_OPT, MODEL_ARG, TRUNCATION_OPT, check_int_option, parse_ints, plural, progress
 
 
 @app.command()
@@ -28,15 +28,15 @@ def sample(
     """Sample images from a generator: PNG files and/or one grid image (default: samples.png)."""
     from ..generator import Generator
     from ..images import image_format, make_grid, save_image
-    from ..latents import check_index, check_truncation
+    from ..latents import check_truncation
 
-    check_index(n, "n", minimum=1)
-    check_index(seed, "seed")
+    for value, option, minimum in ((n, "--n", 1), (seed, "--seed", 0), (start, "--start", 0),
+                                   (batch_size, "--batch-size", 1), (nrow, "--nrow", 1)):
+        if value is not None:
+            check_int_option(value, option, minimum)
     check_truncation(truncation)
     if out is None and grid is None:
         grid = Path("samples.png")
-    if nrow is not None:
-        check_index(nrow, "--nrow", minimum=1)
     if grid is not None:  # an unwritable extension or a missing folder fails before any work
         image_format(grid)
         if not grid.parent.is_dir():
@@ -59,7 +59,7 @@ def sample(
 
         save_image(make_grid(np.concatenate(kept), nrow=nrow), grid)
     where = " and ".join(str(p) for p in (out, grid) if p is not None)
-    typer.echo(f"wrote {n} images from {gen.model.path or 'memory'} ({gen.backend} backend) to {where}")
+    typer.echo(f"wrote {plural(n, 'image')} from {gen.model.path or 'memory'} ({gen.backend} backend) to {where}")
 
 
 @app.command()
@@ -133,3 +133,4 @@ def bench(
     for size in sizes:
         results = compare_backends(m, chosen, batch=size, rounds=rounds, min_seconds=seconds)
         typer.echo(format_table(results, reference="numpy"))
+        chosen = [(r["backend"], r["options"]) for r in results if "error" not in r]  # unavailable: said once

@@ -73,8 +73,8 @@ def test_arithmetic_grid(capsys, tmp_path, tiny_model_dir):
                "--c", "1,4", "--out", str(out))[0] == 0
     assert out.read_bytes() == first  # the jitter is seeded
     code, stdout, _ = run(capsys, "arithmetic", str(tiny_model_dir), "--backend", "numpy", "--a", "3,7",
-                          "--c", "1,4", "--out", str(out))
-    assert code == 0 and "mean(a) + mean(c)" in stdout  # each term named by its option
+                          "--c", "1,4", "--neighbors", "1", "--out", str(out))
+    assert code == 0 and "mean(a) + mean(c) and 1 neighbour (" in stdout  # each term named by its option
 
 
 @pytest.mark.parametrize("args,message", [
@@ -88,13 +88,14 @@ def test_arithmetic_grid(capsys, tmp_path, tiny_model_dir):
     (["interpolate", "--seeds", "1,2", "--scale", "0", "--out", "w.gif"], "--scale must be at least 1, got 0"),
     (["interpolate", "--seeds", "1,2", "--duration", "0", "--out", "w.gif"], "--duration must be at least 1"),
     (["interpolate", "--seeds", "1,2", "--nrow", "0", "--out", "w.png"], "--nrow must be at least 1, got 0"),
-    (["interpolate", "--seeds", "1,2", "--index", "-1", "--out", "w.png"], "keyframe 0 index must be in"),
+    (["interpolate", "--seeds", "1,2", "--index", "-1", "--out", "w.png"], "--index must be at least 0, got -1"),
     (["interpolate", "--seeds", "1,2", "--psi", "0", "--out", "w.gif"], "truncation must be a positive"),
     (["arithmetic", "--a", "3,7", "--b", "", "--out", "r.png"], "--b is empty"),
     (["arithmetic", "--a", "3,,7", "--out", "r.png"], "--a must be comma-separated non-negative ints"),
     (["arithmetic", "--a", "-3", "--out", "r.png"], "--a must be comma-separated non-negative ints"),
     (["arithmetic", "--a", "3", "--out", "r.txt"], "cannot write images with extension '.txt'"),
-    (["arithmetic", "--a", "3", "--neighbors", "-2", "--out", "r.png"], "neighbors must be at least 0, got -2"),
+    (["arithmetic", "--a", "3", "--neighbors", "-2", "--out", "r.png"], "--neighbors must be at least 0, got -2"),
+    (["arithmetic", "--a", "3", "--seed", "-1", "--out", "r.png"], "--seed must be at least 0, got -1"),
     (["arithmetic", "--a", "3", "--jitter", "-1", "--out", "r.png"], "jitter must be >= 0"),
 ])
 def test_bad_input_is_one_error_line(capsys, tmp_path, monkeypatch, args, message):

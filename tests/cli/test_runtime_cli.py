@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -43,14 +46,17 @@ def test_sample_defaults_to_the_shipped_model_and_samples_png(tmp_path, capsys, 
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--n", "0"], "n must be in"),
-    (["--seed", "-2"], "seed must be in"),
+    (["--n", "0"], "--n must be at least 1, got 0"),
+    (["--seed", "-2"], "--seed must be at least 0, got -2"),
+    (["--start", "-1"], "--start must be at least 0, got -1"),
+    (["--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+    (["--seed", str(2**64)], "--seed must be in [0, 18446744073709551615]"),
     (["--grid", "out.txt"], "cannot write images with extension '.txt'"),
     (["--backend", "warp"], "unknown backend 'warp'"),
     (["/no/such/model"], "no model directory at '/no/such/model'"),
     (["--truncation", "-1"], "truncation must be a positive"),
     (["--grid", "no/such/folder/grid.png"], "--grid no/such/folder/grid.png: no folder no/such/folder"),
-    (["--nrow", "-2"], "--nrow must be in [1,"),
+    (["--nrow", "-2"], "--nrow must be at least 1, got -2"),
     (["--start", str(10**18)], "start + n must be at most"),
 ])
 def test_sample_user_errors_are_one_line(tmp_path, capsys, monkeypatch, args, message):
@@ -96,7 +102,71 @@ def test_subprocess_sample_and_error(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "ganserve", "sample", "--n", "-1"], capture_output=True, text=True,
                          env=env, timeout=120)
     assert bad.returncode == 1
-    assert bad.stderr.strip() == "error: n must be in [1, 18446744073709551615], got -1"
+    assert bad.stderr.strip() == "error: --n must be at least 1, got -1"
+
+
+def test_sigint_says_interrupted(tmp_path):
+    out = tmp_path / "png"
+    proc = subprocess.Popen([sys.executable, "-m", "ganserve", "sample", "--n", "100000", "--out", str(out),
+                             "--backend", "numpy"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as in a terminal
+    deadline = time.monotonic() + 120
+    while not (out.is_dir() and any(out.iterdir())) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.splitlines()[-1] == "interrupted"
+
+
+def test_an_out_that_is_a_file_is_one_line(tmp_path, capsys, tiny_model_dir):
+    taken = tmp_path / "samples.png"
+    taken.write_text("x")
+    for args in (["sample", str(tiny_model_dir), "--n", "2", "--backend", "numpy"],
+                 ["generate", str(tiny_model_dir), "--n", "2", "--backend", "numpy"],
+                 ["export", "--ckpt", str(tiny_model_dir), "--no-onnx"]):
+        code, _, err = run(capsys, *args, "--out", str(taken))
+        assert (code, err) == (1, f"error: {taken} is a file, not a folder\n"), args
+
+
+def test_write_errors_name_the_users_path_not_a_temporary_file(tmp_path, capsys, monkeypatch, tiny_model_dir):
+    def read_only(image, fp, *args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(fp))
+
+    monkeypatch.setattr(Image.Image, "save", read_only)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "sample", str(tiny_model_dir), "--n", "2", "--backend", "numpy", "--grid", "s.png")
+    assert (code, err) == (1, "error: [Errno 30] Read-only file system: 's.png'\n")
+
+
+def test_one_image_is_singular(tmp_path, capsys, tiny_model_dir):
+    code, out, _ = run(capsys, "sample", str(tiny_model_dir), "--n", "1", "--backend", "numpy",
+                       "--grid", str(tmp_path / "g.png"))
+    assert code == 0 and out.startswith("wrote 1 image from")
+
+
+@pytest.mark.parametrize("command", ["", "info", "sample", "bench", "generate", "export", "interpolate", "arithmetic",
+                                     "train", "eval"])
+def test_help_shows_flags_without_a_value(capsys, command):
+    code, out, _ = run(capsys, *command.split(), "--help")
+    assert code == 0 and "Usage: ganserve" in out
+    assert "<bool>" not in out
+
+
+def test_help_rewraps_docstring_paragraphs(capsys):
+    code, out, _ = run(capsys, "arithmetic", "--help")
+    paragraph = out.split("\n\n")[2].splitlines()
+    assert paragraph[0].strip().startswith("The grid has one row per term")
+    assert all(len(line) > 60 for line in paragraph[:-1])  # no line broken where the docstring's was
+
+
+def test_bench_says_an_unavailable_backend_once(capsys, tiny_model_dir):
+    code, out, _ = run(capsys, "bench", str(tiny_model_dir), "--backends", "numpy,onnxruntime,tensorrt,torch",
+                       "--batch", "1,2", "--rounds", "1", "--seconds", "0.01")
+    assert code == 0
+    unavailable = [line for line in out.splitlines() if "unavailable:" in line]
+    assert len(unavailable) == len(set(unavailable))
+    assert out.count("numpy ") == 2  # every usable backend at every batch size
 
 
 @pytest.mark.parametrize("statement,allowed", [

@@ -38,6 +38,7 @@ def test_eval_scores_a_model_against_real_images(capsys, tiny_model_dir):
     code, out, err = run(capsys, "eval", str(tiny_model_dir), "--data", "digits", "--samples", "50", "--backend", "numpy")
     assert code == 0, err
     assert "classifier: test accuracy 0.9177" in out and out.splitlines()[-1].startswith("model")
+    assert "50 samples of seed 0 (numpy backend) against 1797 images of digits" in out
 
 
 @pytest.mark.parametrize("args,message", [
@@ -45,6 +46,9 @@ def test_eval_scores_a_model_against_real_images(capsys, tiny_model_dir):
     (["--data", "/no/data"], "data not found"),
     (["/no/such/model"], "no model directory at '/no/such/model'"),
     (["--inception-weights", "/no/inception.pt"], "Inception weights not found"),
+    (["--seed", "-1"], "--seed must be at least 0, got -1"),
+    (["--calibrate"], "--calibrate scores Fashion-MNIST's test images against its training images; it needs "
+                      "--data fashion-mnist, not 'digits'"),
 ])
 def test_eval_errors_are_one_line(capsys, tiny_model_dir, args, message):
     model = [] if args[0].startswith("/") else [str(tiny_model_dir)]
@@ -52,3 +56,27 @@ def test_eval_errors_are_one_line(capsys, tiny_model_dir, args, message):
     assert code == 1
     assert err.startswith("error: ") and message in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def _interrupt(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+def test_ctrl_c_in_train_says_how_to_resume(capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr("ganserve.training.loop.train", _interrupt)
+    code, _, err = run(capsys, "train", "--data", "digits", "--out", str(tmp_path / "run"))
+    assert code == 130 and len(err.splitlines()) == 1
+    assert err.startswith("interrupted: ") and "add --resume to the same command" in err
+
+
+def test_ctrl_c_in_eval_says_interrupted(capsys, monkeypatch, tiny_model_dir):
+    monkeypatch.setattr("ganserve.training.evaluate.evaluate_model", _interrupt)
+    code, _, err = run(capsys, "eval", str(tiny_model_dir), "--data", "digits", "--samples", "20")
+    assert (code, err) == (130, "interrupted\n")
+
+
+def test_train_out_that_is_a_file(capsys, tmp_path):
+    taken = tmp_path / "run"
+    taken.write_text("x")
+    code, _, err = run(capsys, "train", "--data", "digits", "--steps", "1", "--out", str(taken))
+    assert (code, err) == (1, f"error: {taken} is a file, not a folder\n")
