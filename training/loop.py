@@ -127,6 +127,8 @@ class Trainer:
             ids = [device.index] if self.cuda else None
             self.G_train = nn.parallel.DistributedDataParallel(self.G, device_ids=ids)
             self.D_train = nn.parallel.DistributedDataParallel(self.D, device_ids=ids)
+            if self.ema is not None:  # DDP gave every rank rank 0's initial G: so must the EMA start from it
+                self.ema.load_state_dict(self.G.state_dict())
         else:
             self.G_train, self.D_train = self.G, self.D
         adam = dict(betas=(opts.beta1, opts.beta2), fused=True)  # fused on the CPU too: torch >= 2.4

@@ -1,4 +1,5 @@
-"""Run by torchrun in test_distributed.py: train, then save this rank's weights for comparison."""
+"""Run by torchrun in test_distributed.py: train, then save this rank's weights, EMA weights and
+Adam states for comparison."""
 
 import os
 import sys
@@ -16,4 +17,7 @@ opts = TrainOptions(preset="upconv32", data="digits", out=out, steps=steps, batc
                     device="cpu")
 trainer = Trainer(opts, resume=resume, log=lambda *_: None)
 trainer.fit()
-torch.save({"G": trainer.G.state_dict(), "D": trainer.D.state_dict()}, f"{out}/rank{os.environ['RANK']}.pt")
+adam = {f"{name}.{i}.{k}": v for name, opt in (("opt_G", trainer.opt_G), ("opt_D", trainer.opt_D))
+        for i, state in opt.state_dict()["state"].items() for k, v in state.items()}
+torch.save({"G": trainer.G.state_dict(), "D": trainer.D.state_dict(), "EMA": trainer.ema.state_dict(), "adam": adam},
+           f"{out}/rank{os.environ['RANK']}.pt")

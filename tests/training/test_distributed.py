@@ -29,9 +29,10 @@ def test_two_processes_stay_identical_and_resume_exactly(tmp_path):
     torchrun(str(part), "8")  # past the end of the first epoch (7 batches a rank)
     torchrun(str(part), "10", "resume")
     r0, r1, resumed = load(full / "rank0.pt"), load(full / "rank1.pt"), load(part / "rank1.pt")
-    for net in ("G", "D"):
-        assert [k for k in r0[net] if not torch.equal(r0[net][k], r1[net][k])] == []  # replicas agree
-        assert [k for k in r0[net] if not torch.equal(r0[net][k], resumed[net][k])] == []  # resume is exact
+    for part in ("G", "D", "EMA", "adam"):
+        assert r0[part].keys() == r1[part].keys() == resumed[part].keys() and r0[part]
+        assert [k for k in r0[part] if not torch.equal(r0[part][k], r1[part][k])] == []  # replicas agree
+        assert [k for k in r0[part] if not torch.equal(r0[part][k], resumed[part][k])] == []  # resume is exact
     state = torch.load(full / "last.pt", weights_only=True)
     assert state["world"] == 2 and len(state["rng"]) == 2 and state["step"] == 10
     assert [r["step"] for r in state["history"] if "fd" in r] == [3, 6, 9, 10]
