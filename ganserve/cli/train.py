@@ -22,8 +22,8 @@ def _torch_or_hint() -> None:
 @app.command()
 def train(
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Architecture (default dcgan28)."),
-    data: Optional[str] = typer.Option(None, "--data", "-d",
-                                       help="fashion-mnist (default), digits, an image folder, IDX, .npz or CIFAR-10 path."),
+    data: Optional[str] = typer.Option(
+        None, "--data", "-d", help="fashion-mnist (default), digits, an image folder, IDX, .npz or CIFAR-10 path."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory (checkpoints, logs, samples, model/)."),
     steps: Optional[int] = typer.Option(
         None, "--steps", help="Total training steps (default 10000; --resume keeps the run's own unless given)."),
