@@ -50,9 +50,7 @@ def load_dataset(spec: str | os.PathLike, limit: int | None = None, size: tuple[
                  ) -> Dataset:
     """Load the images named by `spec` (see the module docstring). `limit` keeps the first N; `size`
     = (H, W) is where an image folder's files are resized to as they are read (default: the first's)."""
-    spec = str(spec)
-    if not spec.strip():
-        raise ValueError("--data is empty: name a dataset (fashion-mnist, digits) or a path")
+    spec = check_spec(spec)
     if spec in NAMED[:3]:
         split = "t10k" if spec.endswith("test") else "train"
         data = Dataset(read_idx(_fashion_file(f"{split}-images-idx3-ubyte.gz"))[..., None], spec)
@@ -65,6 +63,14 @@ def load_dataset(spec: str | os.PathLike, limit: int | None = None, size: tuple[
     if len(data.images) == 0:
         raise ValueError(f"{spec}: no images")
     return data
+
+
+def check_spec(spec: str | os.PathLike) -> str:
+    """`spec` as a string, refused if empty (as a path it would name the current folder)."""
+    spec = str(spec)
+    if not spec.strip():
+        raise ValueError("--data is empty: name a dataset (fashion-mnist, digits) or a path")
+    return spec
 
 
 def _fashion_file(name: str) -> Path:

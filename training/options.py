@@ -6,6 +6,8 @@ import dataclasses
 import math
 from typing import Any
 
+from .data import check_spec
+
 
 @dataclasses.dataclass
 class TrainOptions:
@@ -50,8 +52,7 @@ class TrainOptions:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        if not str(self.data).strip():
-            raise ValueError("--data is empty: name a dataset (fashion-mnist, digits) or a path")
+        check_spec(self.data)
         for name in ("lr_g", "lr_d"):
             value = getattr(self, name)
             if not (value > 0 and math.isfinite(value)):
