@@ -64,6 +64,10 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive, its directory at the end
         raise CheckpointError(f"{path}: truncated, corrupt or not a checkpoint (not a whole torch checkpoint file: "
                               f"cut short, or another kind of file)")
+    damaged = _damaged_member(path)
+    if damaged:
+        raise CheckpointError(f"{path}: corrupt checkpoint ({damaged} fails its CRC check: the file changed on disk "
+                              f"after it was written)")
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols of files it then refuses
             warnings.simplefilter("ignore")
@@ -78,6 +82,16 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     if missing:
         raise CheckpointError(f"{path}: checkpoint is missing {missing}")
     return state
+
+
+def _damaged_member(path: Path) -> str | None:
+    """The first archive member whose bytes no longer match their CRC-32 (torch.save records one for
+    each; torch.load does not check them), or None. Reading a checkpoint twice costs milliseconds."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        return f"its archive ({first_line(e)})"
 
 
 def _reason(error: Exception) -> str:

@@ -354,6 +354,17 @@ def test_checkpoint_load_errors_name_the_cause(tmp_path):
         load_checkpoint(tmp_path / "text.pt")
 
 
+def test_a_checkpoint_changed_on_disk_is_refused(tmp_path):
+    train(opts(tmp_path / "run", steps=3), log=quiet)
+    path = tmp_path / "run" / "last.pt"
+    load_checkpoint(path)  # whole: loads
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte inside a tensor's storage: torch.load alone would read it
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"corrupt checkpoint \(.*/data/\d+ fails its CRC check"):
+        load_checkpoint(path)
+
+
 def test_a_kill_before_best_pt_was_linked_is_repaired_on_resume(tmp_path):
     run = tmp_path / "r"
     train(opts(run, steps=6, checkpoint_every=3, eval_every=3, keep=5), log=quiet)
