@@ -41,6 +41,7 @@ import numpy as np
 from ._files import atomic_path, dumps_json, fsync_dir, sync_filesystem, temp_name, write_json
 from ._system import usable_cpus
 from .encode import EncoderError, EncoderPool, encode_batch
+from .errors import plural
 from .images import to_pil
 from .latents import check_index, check_truncation
 
@@ -361,7 +362,7 @@ def generate(gen, out: str | os.PathLike, *, n: int, seed: int = 0, shard_size: 
         clean_unfinished(out, shard, fmt)
     skipped = sum(shard_range(s, n, shard_size)[1] - shard_range(s, n, shard_size)[0] for s in mine if s in done)
     if skipped:
-        log(f"{len(mine) - len(todo)} of this process's {len(mine)} shards are already finished; skipping them")
+        log(f"skipping {plural(len(mine) - len(todo), 'shard')} already finished (of this process's {len(mine)})")
         if progress:
             progress(skipped)
     batch = min(batch_size or gen.default_batch_size, shard_size)

@@ -20,6 +20,11 @@ def first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
+def plural(count: int, noun: str) -> str:
+    """`count` and `noun`, plural unless `count` is 1: "1 image", "2 images"."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def missing_package(package: str, extra: str, what: str) -> BackendUnavailableError:
     """The error for an optional package that is not installed, with the install hint."""
     return BackendUnavailableError(

@@ -21,7 +21,9 @@ def check_index(value: object, name: str, minimum: int = 0, maximum: int = 2**64
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
     value = int(value)
-    if not minimum <= value <= maximum:
+    if value < minimum:  # the usual mistake, said without the far upper bound
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    if value > maximum:
         raise ValueError(f"{name} must be in [{minimum}, {maximum}], got {value}")
     return value
 

@@ -116,13 +116,13 @@ def test_refuses_another_model(tmp_path, gen):
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    (dict(n=0), "--n must be in"),
-    (dict(shard_size=0), "--shard-size must be in"),
+    (dict(n=0), "--n must be at least 1, got 0"),
+    (dict(shard_size=0), "--shard-size must be at least 1"),
     (dict(fmt="jpeg"), "unknown --format 'jpeg'"),
     (dict(shard_index=5, num_shards=2), "--shard-index must be in"),
-    (dict(num_shards=0), "--num-shards must be in"),
-    (dict(batch_size=-1), "--batch-size must be in"),
-    (dict(batch_size=0), "--batch-size must be in"),
+    (dict(num_shards=0), "--num-shards must be at least 1"),
+    (dict(batch_size=-1), "--batch-size must be at least 1, got -1"),
+    (dict(batch_size=0), "--batch-size must be at least 1"),
 ])
 def test_bad_parameters(tmp_path, gen, kwargs, message):
     args = dict(n=10, shard_size=5, log=lambda _: None)

@@ -186,7 +186,7 @@ NAN = np.full(DIM, np.nan, np.float32)
     (lambda: interpolation_latents((0, 1), (0, 2), 4), ValueError, r"a \(0, 1\) is a \(seed, index\) pair; pass dim"),
     (lambda: interpolation_latents(NAN, B, 4), ValueError, "a contains NaN or Inf"),
     (lambda: interpolation_latents(A, "latent", 4), TypeError, "b must be a .seed, index. pair or an array"),
-    (lambda: interpolation_latents((0, -1), (0, 2), 4, dim=DIM), ValueError, "a index must be in"),
+    (lambda: interpolation_latents((0, -1), (0, 2), 4, dim=DIM), ValueError, "a index must be at least 0, got -1"),
     (lambda: walk_latents([(0, 1)], 4, dim=DIM), ValueError, "a walk needs at least 2 keyframes, got 1"),
     (lambda: walk_latents([A, B], 1), ValueError, "steps_per_segment must be at least 2, got 1"),
     (lambda: walk_latents([A, B[:50]], 4), ValueError, r"keyframe 1 must have shape \(100,\), got \(50,\)"),

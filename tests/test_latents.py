@@ -46,12 +46,13 @@ def test_truncation_bounds_and_determinism():
 
 
 @pytest.mark.parametrize("kwargs,error,message", [
-    (dict(n=-1), ValueError, "n must be in"),
+    (dict(n=-1), ValueError, "n must be at least 0, got -1"),
     (dict(n=2.5), TypeError, "n must be an int"),
-    (dict(seed=-1), ValueError, "seed must be in"),
+    (dict(seed=-1), ValueError, "seed must be at least 0"),
+    (dict(seed=2**64), ValueError, r"seed must be in \[0, 18446744073709551615\], got 18446744073709551616"),
     (dict(seed="1"), TypeError, "seed must be an int"),
     (dict(seed=True), TypeError, "seed must be an int"),
-    (dict(start=-5), ValueError, "start must be in"),
+    (dict(start=-5), ValueError, "start must be at least 0"),
     (dict(truncation=0), ValueError, "truncation must be a positive"),
     (dict(truncation="x"), TypeError, "truncation must be a number"),
 ])

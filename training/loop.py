@@ -34,6 +34,7 @@ from torch import nn
 
 from ganserve import __version__
 from ganserve.config import GeneratorConfig
+from ganserve.errors import plural
 from ganserve.presets import create_config
 from ganserve.torch_model import build_generator, export_weights
 
@@ -277,7 +278,7 @@ class Trainer:
             return self.finish()
         self.log(f"training {opts.preset} ({self.config.num_params():,} parameters) on {self.data_source} "
                  f"({len(self.images)} images{f', {self.skipped} unreadable skipped' if self.skipped else ''}) "
-                 f"for {opts.steps} steps of {opts.batch_size}"
+                 f"for {plural(opts.steps, 'step')} of {opts.batch_size}"
                  f"{f' x {self.dist.world} processes' if self.dist.enabled else ''} on {self.dist.device}")
         bar = _progress(opts.steps, self.step) if self.dist.main else None
         try:

@@ -7,8 +7,10 @@ from typing import Optional
 
 import typer
 
+from ..errors import plural
+from ..latents import check_index
 from . import app
-from .options import BACKEND_OPT, MODEL_ARG, TRUNCATION_OPT, check_int_option, plural, progress
+from .options import BACKEND_OPT, MODEL_ARG, TRUNCATION_OPT, progress
 
 
 @app.command()
@@ -36,11 +38,10 @@ def generate(
 
     if fmt not in FORMATS:
         raise ValueError(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    for value, option, minimum in ((n, "--n", 1), (seed, "--seed", 0), (shard_size, "--shard-size", 1),
-                                   (batch_size, "--batch-size", 1), (workers, "--workers", 0)):
+    RunParams(n, seed, shard_size, fmt, truncation, "", "", (1, 1, 1)).check()  # --n, --seed, --shard-size
+    for value, option, minimum in ((batch_size, "--batch-size", 1), (workers, "--workers", 0)):
         if value is not None:
-            check_int_option(value, option, minimum)
-    RunParams(n, seed, shard_size, fmt, truncation, "", "", (1, 1, 1)).check()
+            check_index(value, option, minimum)
     mine = shards_for(n, shard_size, shard_index, num_shards)
     gen = Generator.load(model, backend=backend)
     total = sum(min(n, s * shard_size + shard_size) - s * shard_size for s in mine)

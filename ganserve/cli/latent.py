@@ -8,8 +8,10 @@ from typing import Optional
 import numpy as np
 import typer
 
+from ..errors import plural
+from ..latents import check_index
 from . import app
-from .options import BACKEND_OPT, MODEL_ARG, TRUNCATION_OPT, check_int_option, parse_ints, plural
+from .options import BACKEND_OPT, MODEL_ARG, TRUNCATION_OPT, parse_ints
 
 GIF_MIN_SIZE = 128  # default GIF upscaling makes frames at least this many pixels on a side
 SCALE_HELP = "Integer upscale factor, nearest neighbour (default: {})."
@@ -41,11 +43,11 @@ def interpolate(
         raise ValueError(f"--seeds needs at least 2 seeds (one keyframe each), got {seeds!r}")
     if steps < 2:
         raise ValueError(f"--steps must be at least 2 (both keyframes count), got {steps}")
-    check_int_option(index, "--index", minimum=0)
+    check_index(index, "--index", minimum=0)
     fmt = image_format(out)  # an unwritable extension fails before any work
-    check_int_option(duration, "--duration")
+    check_index(duration, "--duration", minimum=1)
     if nrow is not None:
-        check_int_option(nrow, "--nrow")
+        check_index(nrow, "--nrow", minimum=1)
     gen = Generator.load(model, backend=backend)
     frames = gen.walk(keyframes, steps, method, loop, truncation=truncation)
     if fmt == "GIF":
@@ -79,8 +81,8 @@ def arithmetic(
     from ..generator import Generator
     from ..images import image_format, make_grid, save_image, upscale
 
-    check_int_option(seed, "--seed", minimum=0)
-    check_int_option(neighbors, "--neighbors", minimum=0)
+    check_index(seed, "--seed", minimum=0)
+    check_index(neighbors, "--neighbors", minimum=0)
     groups = [(w, parse_ints(text, f"--{name}"), name)
               for w, text, name in ((1.0, a, "a"), (-1.0, b, "b"), (1.0, c, "c")) if text is not None]
     image_format(out)

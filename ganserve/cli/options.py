@@ -32,17 +32,3 @@ def parse_ints(text: str, option: str, minimum: int = 0) -> list[int]:
         kind = {0: "non-negative ints", 1: "positive ints"}.get(minimum, f"ints >= {minimum}")
         raise ValueError(f"{option} must be comma-separated {kind} such as 1,2,3, got {text!r}")
     return values
-
-
-def check_int_option(value: int, option: str, minimum: int = 1) -> int:
-    """`value` if in [minimum, 2**64 - 1] (the range of seeds and indices), else a ValueError naming `option`."""
-    from ..latents import check_index
-
-    if value < minimum:  # the usual mistake, said without the far upper bound
-        raise ValueError(f"{option} must be at least {minimum}, got {value}")
-    return check_index(value, option, minimum)
-
-
-def plural(count: int, noun: str) -> str:
-    """`count` and `noun`, plural unless `count` is 1: "1 image", "2 images"."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"

@@ -8,8 +8,10 @@ from typing import Optional
 
 import typer
 
+from ..errors import plural
+from ..latents import check_index
 from . import app
-from .options import BACKEND_OPT, MODEL_ARG, TRUNCATION_OPT, check_int_option, parse_ints, plural, progress
+from .options import BACKEND_OPT, MODEL_ARG, TRUNCATION_OPT, parse_ints, progress
 
 
 @app.command()
@@ -33,7 +35,7 @@ def sample(
     for value, option, minimum in ((n, "--n", 1), (seed, "--seed", 0), (start, "--start", 0),
                                    (batch_size, "--batch-size", 1), (nrow, "--nrow", 1)):
         if value is not None:
-            check_int_option(value, option, minimum)
+            check_index(value, option, minimum)
     check_truncation(truncation)
     if out is None and grid is None:
         grid = Path("samples.png")

@@ -8,8 +8,9 @@ from typing import Optional
 
 import typer
 
+from ..latents import check_index
 from . import app
-from .options import BACKEND_OPT, MODEL_ARG, TRUNCATION_OPT, check_int_option
+from .options import BACKEND_OPT, MODEL_ARG, TRUNCATION_OPT
 
 
 def _torch_or_hint() -> None:
@@ -90,8 +91,8 @@ def eval_(
     from ganserve.training.evaluate import calibration, check_calibration_data, evaluate_model
     from ganserve.training.metrics import classifier_info
 
-    check_int_option(samples, "--samples", 2)
-    check_int_option(seed, "--seed", 0)
+    check_index(samples, "--samples", minimum=2)
+    check_index(seed, "--seed")
     if calibrate:  # a wrong --data is said before the long scoring
         check_calibration_data(data)
     if inception_weights is not None:  # a missing file or package is said before the long scoring
