@@ -10,6 +10,7 @@ import numpy as np
 from .backends import create_backend
 from .backends.base import Backend
 from .config import GeneratorConfig
+from .images import check_finite
 from .latents import check_index, make_latents
 from .model_io import Model, load_model, memory_model
 
@@ -122,7 +123,7 @@ class Generator:
         out = np.empty((len(z), *self.config.output_shape), dtype=np.float32)
         for lo, hi in self._batches(len(z), batch_size):
             out[lo:hi] = self._backend.run(z[lo:hi])
-        return out
+        return check_finite(out)
 
     def render(self, z: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """uint8 (n, H, W, C) images for the latents `z`."""

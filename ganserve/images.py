@@ -11,6 +11,17 @@ import numpy as np
 from ._files import atomic_path
 
 
+NON_FINITE_OUTPUT = ("the generator's output holds NaN or Inf: its weights overflow float32 for these latents, "
+                     "so it cannot make images")
+
+
+def check_finite(x: np.ndarray) -> np.ndarray:
+    """`x` if all its values are finite, else a ValueError (cast to uint8, NaN becomes an arbitrary byte)."""
+    if not np.isfinite(x).all():
+        raise ValueError(NON_FINITE_OUTPUT)
+    return x
+
+
 def to_uint8(x: np.ndarray, value_range: tuple[float, float] = (-1.0, 1.0), channels_last: bool = True
              ) -> np.ndarray:
     """Map float images in `value_range` to uint8 [0, 255], rounding to nearest.
@@ -21,7 +32,7 @@ def to_uint8(x: np.ndarray, value_range: tuple[float, float] = (-1.0, 1.0), chan
         channels_last: return (n, H, W, C) (else (n, C, H, W)).
     """
     lo, hi = value_range
-    y = x.transpose(0, 2, 3, 1) if channels_last else x
+    y = check_finite(x).transpose(0, 2, 3, 1) if channels_last else check_finite(x)
     scaled = (y - np.float32(lo)) * np.float32(255.0 / (hi - lo)) + np.float32(0.5)
     return np.clip(scaled, 0, 255, out=scaled).astype(np.uint8)
 

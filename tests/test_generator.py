@@ -73,6 +73,22 @@ def test_from_weights(tmp_path, tiny_config):
         Generator.from_weights(tiny_config, {})
 
 
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
+@pytest.mark.parametrize("backend", ["numpy", "onnxruntime", "torch"])
+def test_output_that_overflows_is_an_error_not_images(tiny_config, backend):
+    from helpers import random_weights
+
+    pytest.importorskip({"numpy": "numpy", "onnxruntime": "onnxruntime", "torch": "torch"}[backend])
+    weights = random_weights(tiny_config, 1)
+    last = [k for k, v in weights.items() if v.ndim == 4][-1]
+    weights[last][0::2], weights[last][1::2] = 3e38, -3e38  # finite weights; their sums give Inf - Inf = NaN
+    gen = Generator.from_weights(tiny_config, weights, backend=backend)
+    for make in (lambda: gen.sample(3), lambda: gen.generate(gen.latents(3)),
+                 lambda: next(gen.iter_batches(3))):
+        with pytest.raises(ValueError, match="output holds NaN or Inf"):
+            make()
+
+
 @pytest.mark.parametrize("n,error", [(0, ValueError), (-3, ValueError), (2.0, TypeError), ("4", TypeError),
                                      (True, TypeError)])
 def test_bad_n(gen, n, error):

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import BackendUnavailableError, missing_package
 from ..fold import fold_batch_norm
+from ..images import NON_FINITE_OUTPUT
 from ..model_io import Model
 from ._cuda import cuda_device_count
 from .base import Backend
@@ -82,8 +83,12 @@ class TorchBackend(Backend):
 
     def run_uint8(self, z: np.ndarray) -> np.ndarray:
         with self.torch.inference_mode():
-            y = self._forward(z).mul_(self._scale).add_(self._offset).clamp_(0, 255)
-            return y.to(self.torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()
+            y = self._forward(z).mul_(self._scale).add_(self._offset)
+            finite = self.torch.isfinite(y).all()  # read after the copy below: one wait for the device, not two
+            y = y.clamp_(0, 255).to(self.torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()
+        if not finite:
+            raise ValueError(NON_FINITE_OUTPUT)
+        return y
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "precision": self.precision, "channels_last": self.channels_last}
