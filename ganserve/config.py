@@ -55,7 +55,7 @@ def _check_layer(spec: Any, index: int | None) -> dict[str, Any]:
     if not isinstance(spec, dict) or "type" not in spec:
         raise ValueError(f"{where}: expected a dict with a 'type' key, got {spec!r}")
     kind = spec["type"]
-    if kind not in LAYER_FIELDS:
+    if not isinstance(kind, str) or kind not in LAYER_FIELDS:
         raise ValueError(f"{where}: unknown layer type {kind!r}; known types: {', '.join(LAYER_FIELDS)}")
     fields = LAYER_FIELDS[kind]
     extra = sorted(set(spec) - set(fields) - {"type"})
@@ -81,7 +81,7 @@ def _check_field(value: Any, ftype: type, what: str) -> Any:
     if ftype is float and not math.isfinite(value):
         raise ValueError(f"{what} must be finite, got {value!r}")
     if ftype is list:
-        if not value or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
+        if not value or not all(_is_int(v) and v > 0 for v in value):
             raise ValueError(f"{what} must be a non-empty list of positive ints, got {value!r}")
         value = list(value)
     return value
@@ -159,6 +159,20 @@ def param_shapes(spec: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_value_range(value_range: Any) -> tuple[float, float]:
+    """(low, high) as floats; both must fit float32 and high - low must be usable as a divisor."""
+    if (isinstance(value_range, (list, tuple)) and len(value_range) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) <= 1e38 for v in value_range)
+            and value_range[1] - value_range[0] >= 1e-30):
+        return float(value_range[0]), float(value_range[1])
+    raise ValueError(f"value_range must be [low, high]: two numbers with |low|, |high| <= 1e38 and "
+                     f"high - low >= 1e-30, got {value_range!r}")
+
+
 @dataclasses.dataclass(frozen=True, eq=True)
 class GeneratorConfig:
     """A generator architecture.
@@ -178,14 +192,14 @@ class GeneratorConfig:
     preset: str | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.latent_dim, bool) or not isinstance(self.latent_dim, int) or self.latent_dim <= 0:
+        if not _is_int(self.latent_dim) or self.latent_dim <= 0:
             raise ValueError(f"latent_dim must be a positive int, got {self.latent_dim!r}")
-        shape = tuple(self.output_shape)
-        if len(shape) != 3 or not all(isinstance(v, int) and v > 0 for v in shape) or shape[0] not in (1, 3):
+        shape = tuple(self.output_shape) if isinstance(self.output_shape, (list, tuple)) else ()
+        if len(shape) != 3 or not all(_is_int(v) and v > 0 for v in shape) or shape[0] not in (1, 3):
             raise ValueError(f"output_shape must be (C, H, W) with C 1 or 3, got {self.output_shape!r}")
-        lo, hi = (float(v) for v in self.value_range)
-        if not lo < hi:
-            raise ValueError(f"value_range must be (low, high) with low < high, got {self.value_range!r}")
+        lo, hi = _check_value_range(self.value_range)
+        if self.preset is not None and not isinstance(self.preset, str):
+            raise ValueError(f"preset must be a string (or null), got {self.preset!r}")
         if not self.layers:
             raise ValueError("layers must not be empty")
         layers = tuple(_check_layer(spec, i) for i, spec in enumerate(self.layers))
@@ -234,8 +248,7 @@ class GeneratorConfig:
             raise ValueError(f"architecture is missing key(s) {missing}")
         if not isinstance(data["layers"], list):
             raise ValueError("architecture 'layers' must be a list")
-        return cls(**{**data, "output_shape": tuple(data["output_shape"]), "layers": tuple(data["layers"]),
-                      "value_range": tuple(data.get("value_range", (-1.0, 1.0)))})
+        return cls(**{**data, "layers": tuple(data["layers"])})  # __post_init__ checks the other fields
 
     def digest(self) -> str:
         """A sha256 of the architecture (not the weights), stable across runs and machines."""

@@ -20,6 +20,8 @@ import dataclasses
 import hashlib
 import json
 import os
+import stat
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +77,9 @@ def resolve_model_path(path_or_name: str | os.PathLike | None) -> Path:
         return SHIPPED_DIR / path_or_name
     if path.exists():
         raise ModelFormatError(f"{path}: a model must be a directory holding {CONFIG_NAME} and {WEIGHTS_NAME}")
+    if str(path_or_name) in list_shipped_models():  # given as a Path: always read as a folder
+        raise FileNotFoundError(f"no model directory at {str(path)!r}; to load the shipped model of that name, "
+                                f"pass the name as a str")
     shipped = ", ".join(list_shipped_models()) or "none"
     raise FileNotFoundError(f"no model directory at {str(path)!r}, and no shipped model of that name "
                             f"(shipped models: {shipped})")
@@ -88,13 +93,37 @@ def load_model(path_or_name: str | os.PathLike | None = None) -> Model:
     return Model(config, weights, metadata, path, sha)
 
 
-def read_config(file: Path) -> tuple[GeneratorConfig, dict[str, Any]]:
-    if not file.is_file():
-        raise ModelFormatError(f"{file}: missing; a model directory needs {CONFIG_NAME} and {WEIGHTS_NAME}")
+def _read_bytes(file: Path) -> bytes:
+    """The bytes of a model's regular file, or a ModelFormatError saying what `file` is instead."""
     try:
-        data = json.loads(file.read_text(encoding="utf-8"))
+        mode = file.stat().st_mode
+    except FileNotFoundError:
+        if file.is_symlink():
+            raise ModelFormatError(f"{file}: a symbolic link to {os.readlink(file)}, which does not exist") from None
+        raise ModelFormatError(f"{file}: missing; a model directory needs {CONFIG_NAME} and {WEIGHTS_NAME}") from None
+    except OSError as e:  # a symbolic link loop, a permission denied on the way, ...
+        raise ModelFormatError(f"{file}: cannot be read ({e.strerror})") from None
+    if stat.S_ISDIR(mode):
+        raise ModelFormatError(f"{file}: a directory, not a file")
+    if not stat.S_ISREG(mode):
+        raise ModelFormatError(f"{file}: not a regular file (a device, pipe or socket)")
+    try:
+        return file.read_bytes()
+    except OSError as e:
+        raise ModelFormatError(f"{file}: cannot be read ({e.strerror})") from None
+
+
+def read_config(file: Path) -> tuple[GeneratorConfig, dict[str, Any]]:
+    text = _read_bytes(file)
+    try:
+        data = json.loads(text.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ModelFormatError(f"{file}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise ModelFormatError(f"{file}: JSON nested too deeply to read") from None
+    except ValueError:  # int() refuses a number of more than sys.get_int_max_str_digits() digits
+        raise ModelFormatError(f"{file}: holds an integer with too many digits "
+                               f"(over {sys.get_int_max_str_digits()})") from None
     if not isinstance(data, dict):
         raise ModelFormatError(f"{file}: expected a JSON object at the top level")
     version = data.get("format_version")
@@ -123,9 +152,7 @@ def read_weights(file: Path, config: GeneratorConfig) -> tuple[dict[str, np.ndar
     """Load and check the safetensors weights against `config`; returns (weights, file sha256)."""
     from safetensors.numpy import load
 
-    if not file.is_file():
-        raise ModelFormatError(f"{file}: missing; a model directory needs {CONFIG_NAME} and {WEIGHTS_NAME}")
-    data = file.read_bytes()
+    data = _read_bytes(file)
     try:
         weights = load(data)
     except Exception as e:  # safetensors raises its own error type for every malformed file

@@ -79,6 +79,7 @@ def test_layer_fills_defaults():
     ({"type": "dropout", "p": 1.0}, r"p must be in \[0, 1\)"),
     ({"type": "reshape", "shape": [0, 2]}, "positive ints"),
     ("relu", "expected a dict"),
+    ({"type": ["relu"]}, r"unknown layer type \['relu'\]"),
 ])
 def test_bad_layers(spec, message):
     with pytest.raises(ValueError, match=message):
@@ -104,6 +105,38 @@ def test_from_dict_rejects_unknown_and_missing_keys():
         GeneratorConfig.from_dict({**data, "extra": 1})
     with pytest.raises(ValueError, match="missing key"):
         GeneratorConfig.from_dict({k: v for k, v in data.items() if k != "layers"})
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"output_shape": [True, 28, 28]}, "output_shape must be"),  # True == 1 but is not a channel count
+    ({"output_shape": 5}, "output_shape must be"),
+    ({"output_shape": None}, "output_shape must be"),
+    ({"value_range": [0, 1, 2]}, "value_range must be"),
+    ({"value_range": 5}, "value_range must be"),
+    ({"value_range": None}, "value_range must be"),
+    ({"value_range": ["-1", "1"]}, "value_range must be"),
+    ({"value_range": [False, True]}, "value_range must be"),
+    ({"value_range": [-1, float("inf")]}, "value_range must be"),
+    ({"value_range": [float("nan"), 1]}, "value_range must be"),
+    ({"value_range": [1, -1]}, "value_range must be"),
+    ({"value_range": [0, 1e-300]}, "value_range must be"),  # 255 / (high - low) overflows float32
+    ({"value_range": [-1e39, 1]}, "value_range must be"),
+    ({"preset": 5}, "preset must be a string"),
+    ({"preset": [1]}, "preset must be a string"),
+])
+def test_bad_architecture_fields(change, message):
+    data = {**ganserve.create_config("mlp28").to_dict(), **change}
+    with pytest.raises(ValueError, match=message):
+        GeneratorConfig.from_dict(data)
+
+
+def test_architecture_fields_that_are_fine():
+    data = ganserve.create_config("mlp28").to_dict()
+    config = GeneratorConfig.from_dict({**data, "value_range": [0, 1], "preset": "my-own"})
+    assert config.value_range == (0.0, 1.0) and config.preset == "my-own"  # informational, need not be known
+    assert GeneratorConfig.from_dict({**data, "preset": None}).preset is None
+    del data["value_range"]
+    assert GeneratorConfig.from_dict(data).value_range == (-1.0, 1.0)  # the default
 
 
 def test_configs_are_hashable_and_digest_is_stable():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -73,6 +74,9 @@ def _corrupt_config(model_copy, mutate):
     (lambda d: d["architecture"]["layers"].append({"type": "swish"}), "unknown layer type 'swish'"),
     (lambda d: d["architecture"]["layers"][1].update(out_channels=7), "invalid architecture"),
     (lambda d: d.update(metadata=[]), "'metadata' must be a JSON object"),
+    (lambda d: d["architecture"].update(output_shape=5), "output_shape must be"),
+    (lambda d: d["architecture"].update(value_range=[0, 1, 2]), "value_range must be"),
+    (lambda d: d["architecture"]["layers"][1].update(type=["relu"]), "unknown layer type"),
 ])
 def test_bad_config(model_copy, mutate, message):
     _corrupt_config(model_copy, mutate)
@@ -85,6 +89,37 @@ def test_invalid_json(model_copy):
     (model_copy / CONFIG_NAME).write_text("{not json")
     with pytest.raises(ModelFormatError, match="config.json: not valid JSON"):
         load_model(model_copy)
+
+
+@pytest.mark.parametrize("text,message", [
+    ('{"format_version": 1, "metadata": ' + "[" * 100_000 + "]" * 100_000 + "}", "JSON nested too deeply"),
+    ('{"format_version": 1, "metadata": {"n": 1' + "0" * 5000 + "}}", "holds an integer with too many digits"),
+])
+def test_unreadable_json(model_copy, text, message):
+    (model_copy / CONFIG_NAME).write_text(text)
+    with pytest.raises(ModelFormatError, match=f"config.json: {message}"):
+        load_model(model_copy)
+
+
+@pytest.mark.parametrize("name", [CONFIG_NAME, WEIGHTS_NAME])
+@pytest.mark.parametrize("make,message", [
+    (lambda f: f.mkdir(), "a directory, not a file"),
+    (lambda f: f.symlink_to("/dev/zero"), "not a regular file"),
+    (lambda f: f.symlink_to(f), "cannot be read"),  # a symbolic link loop
+    (lambda f: f.symlink_to(f.parent / "nowhere"), "a symbolic link to .*nowhere, which does not exist"),
+], ids=["directory", "device", "link-loop", "dangling-link"])
+def test_not_a_regular_file(model_copy, name, make, message):
+    (model_copy / name).unlink()
+    make(model_copy / name)
+    with pytest.raises(ModelFormatError, match=f"{name}: {message}"):
+        load_model(model_copy)
+
+
+def test_a_path_is_read_as_a_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no folder called fashion-mnist here
+    with pytest.raises(FileNotFoundError, match="no model directory at 'fashion-mnist'; .*pass the name as a str"):
+        load_model(Path("fashion-mnist"))
+    assert load_model("fashion-mnist").path.parent.name == "models"  # the name as a str is the shipped model
 
 
 def _rewrite_weights(model_copy, change):

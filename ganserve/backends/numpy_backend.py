@@ -59,6 +59,9 @@ class NumpyBackend(Backend):
         if options:
             raise TypeError(f"numpy backend: unknown option(s) {sorted(options)}; "
                             f"valid: ['workspace_mb', 'threads']")
+        for name, value in {"workspace_mb": workspace_mb, "threads": 1 if threads is None else threads}.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"numpy backend: {name} must be a positive int, got {value!r}")
         folded, weights = fold_batch_norm(model.config, model.weights)
         shapes = folded.layer_shapes()
         self.ops: list[Op] = []

@@ -9,12 +9,13 @@ in memory (which needs the ``onnx`` package).
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .._system import usable_cpus
-from ..errors import BackendUnavailableError, ModelFormatError, missing_package
+from ..errors import BackendUnavailableError, ModelFormatError, first_line, missing_package
 from ..model_io import ONNX_FP16_NAME, ONNX_NAME, Model
 from ._cuda import cuda_device_count
 from .base import Backend
@@ -91,9 +92,18 @@ class OnnxRuntimeBackend(Backend):
             providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
             if tensorrt_provider:
                 providers.insert(0, ("TensorrtExecutionProvider", {"trt_fp16_enable": precision == "fp16"}))
-        self.session = ort.InferenceSession(self._graph(model, precision, uint8=self.io_binding), options,
-                                            providers=providers)
+        graph, file = self._graph(model, precision, uint8=self.io_binding)
+        errors = ort.capi.onnxruntime_pybind11_state
+        try:
+            self.session = ort.InferenceSession(graph, options, providers=providers)
+        except (errors.InvalidProtobuf, errors.InvalidArgument, errors.InvalidGraph, errors.NoModel,
+                errors.Fail) as e:
+            if file is None:  # built here: a bug, not a bad file
+                raise
+            raise ModelFormatError(f"{file}: not a valid ONNX model ({first_line(e)}); "
+                                   f"re-run `ganserve export`") from None
         self._check_metadata(model, precision)
+        self._check_io(file or "ONNX graph")
         self._cuda = self.session.get_providers()[0] != "CPUExecutionProvider"
         if use_cuda and not self._cuda:
             raise BackendUnavailableError("onnxruntime could not start its CUDA provider")
@@ -104,27 +114,50 @@ class OnnxRuntimeBackend(Backend):
     def device(self) -> str:
         return "cuda" if self._cuda else "cpu"
 
-    def _graph(self, model: Model, precision: str, uint8: bool) -> bytes:
-        """The serialized graph: built in memory for the GPU (to convert to uint8 on the device) or
-        when the model directory has no ONNX file; the file otherwise."""
+    def _graph(self, model: Model, precision: str, uint8: bool) -> tuple[bytes, Path | None]:
+        """The serialized graph and the file it came from: built in memory (file None) for the GPU (to
+        convert to uint8 on the device) or when the model directory has no ONNX file; the file otherwise."""
         file = model.path / _FILES[precision] if model.path is not None else None
         if file is not None and file.is_file() and not (uint8 and importlib.util.find_spec("onnx")):
-            return file.read_bytes()
+            try:
+                return file.read_bytes(), file
+            except OSError as e:
+                raise ModelFormatError(f"{file}: cannot be read ({e.strerror})") from None
         from ganserve.export.onnx_graph import build_onnx
 
         props = {"weights_sha256": model.weights_sha256} if model.weights_sha256 else {}
         return build_onnx(model.config, model.weights, fp16=precision == "fp16", metadata=props,
-                          uint8_output=uint8).SerializeToString()
+                          uint8_output=uint8).SerializeToString(), None
 
     def _check_metadata(self, model: Model, precision: str) -> None:
         meta = self.session.get_modelmeta().custom_metadata_map
         where = model.path / _FILES[precision] if model.path is not None else "ONNX graph"
-        if meta.get("config_sha256") != model.config.digest():
-            raise ModelFormatError(f"{where}: exported from a different architecture than config.json; "
-                                   f"re-run `ganserve export`")
-        if model.weights_sha256 and meta.get("weights_sha256", model.weights_sha256) != model.weights_sha256:
-            raise ModelFormatError(f"{where}: exported from different weights than generator.safetensors; "
-                                   f"re-run `ganserve export`")
+        checks = {"config_sha256": (model.config.digest(), "a different architecture than config.json"),
+                  "weights_sha256": (model.weights_sha256, "different weights than generator.safetensors")}
+        for key, (want, source) in checks.items():
+            if not want:
+                continue  # an in-memory model without a weights file: nothing to compare
+            if key not in meta:
+                raise ModelFormatError(f"{where}: has no {key} metadata, so it may not match this model; "
+                                       f"re-run `ganserve export`")
+            if meta[key] != want:
+                raise ModelFormatError(f"{where}: exported from {source}; re-run `ganserve export`")
+
+    def _check_io(self, where: Path | str) -> None:
+        """The graph must take one float32 input 'z' (batch, latent_dim) and give a float32 output 'images'
+        (batch, C, H, W), with a free batch dimension."""
+        config = self.config
+        for kind, values, name, dims in (("input", self.session.get_inputs(), "z", (config.latent_dim,)),
+                                         ("output", self.session.get_outputs(), "images", config.output_shape)):
+            value = next((v for v in values if v.name == name), None)
+            fits = (value is not None and value.type == "tensor(float)" and len(value.shape) == 1 + len(dims)
+                    and not isinstance(value.shape[0], int)
+                    and all(not isinstance(d, int) or d == n for d, n in zip(value.shape[1:], dims)))
+            if not fits or (kind == "input" and len(values) != 1):
+                found = "; ".join(f"{v.name!r} {v.type} {v.shape}" for v in values)
+                raise ModelFormatError(f"{where}: expected the {kind} {name!r}: float32 of shape "
+                                       f"(batch, {', '.join(map(str, dims))}); the graph's {kind}s are {found}; "
+                                       f"re-run `ganserve export`")
 
     def run(self, z: np.ndarray) -> np.ndarray:
         return self._run(z, "images")

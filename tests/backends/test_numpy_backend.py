@@ -107,3 +107,17 @@ def test_unknown_option():
     config = ganserve.create_config("mlp28", width=8)
     with pytest.raises(TypeError, match="unknown option"):
         NumpyBackend(Model(config, random_weights(config), {}), colour=True)
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"workspace_mb": 1.5}, "workspace_mb must be a positive int, got 1.5"),
+    ({"workspace_mb": -1}, "workspace_mb must be a positive int"),
+    ({"workspace_mb": 0}, "workspace_mb must be a positive int"),
+    ({"threads": 1.5}, "threads must be a positive int, got 1.5"),
+    ({"threads": -1}, "threads must be a positive int"),
+    ({"threads": True}, "threads must be a positive int"),
+])
+def test_bad_option_values(options, message):
+    config = ganserve.create_config("mlp28", width=8)
+    with pytest.raises(ValueError, match=message):
+        NumpyBackend(Model(config, random_weights(config), {}), **options)
