@@ -44,7 +44,8 @@ app = typer.Typer(
 )
 
 # Errors that come from what the user asked for, not from a bug in ganserve.
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, ImportError, OSError)
+# A MemoryError too: asking for more images at once than fit is the user's call to make smaller.
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, ImportError, OSError, MemoryError)
 
 
 def _version(value: bool) -> None:
@@ -96,6 +97,8 @@ def _os_error_line(error: OSError) -> str:
 
 
 def _one_line(error: BaseException) -> str:
+    if isinstance(error, MemoryError):  # numpy's says what it failed to allocate; Python's says nothing
+        return " ".join(f"not enough memory for this request: {error or 'out of memory'}".split())
     if isinstance(error, OSError) and error.strerror and isinstance(error.filename, (str, os.PathLike)):
         text = _os_error_line(error)
     else:

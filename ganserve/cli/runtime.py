@@ -121,8 +121,9 @@ def bench(
     from ..model_io import load_model
 
     sizes = parse_ints(batch, "--batch", minimum=1)
-    if rounds < 1 or seconds <= 0:
-        raise ValueError("--rounds must be >= 1 and --seconds > 0")
+    check_index(rounds, "--rounds", minimum=1)
+    if not 0 < seconds <= 3600:  # NaN fails this too
+        raise ValueError(f"--seconds must be more than 0 and at most 3600, got {seconds}")
     names = None if backends is None else [b.strip() for b in backends.split(",") if b.strip()]
     chosen = [(name, opts) for name, opts in AUTO_ORDER if (names is None or name in names)]
     if names is not None:

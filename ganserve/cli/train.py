@@ -28,7 +28,7 @@ def train(
     out: Path = typer.Option(..., "--out", "-o", help="Run directory (checkpoints, logs, samples, model/)."),
     steps: Optional[int] = typer.Option(
         None, "--steps", help="Total training steps (default 10000; --resume keeps the run's own unless given)."),
-    seed: Optional[int] = typer.Option(None, "--seed"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the whole run (default 0)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Per process (default 64)."),
     checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Default 1000."),
     eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Default 1000."),
@@ -38,11 +38,11 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last.pt."),
     lr_g: Optional[float] = typer.Option(None, "--lr-g", help="Generator learning rate (default 2e-4)."),
     lr_d: Optional[float] = typer.Option(None, "--lr-d", help="Discriminator learning rate (default 2e-4)."),
-    beta1: Optional[float] = typer.Option(None, "--beta1"),
-    ema_decay: Optional[float] = typer.Option(None, "--ema-decay", help="0 disables the EMA generator."),
+    beta1: Optional[float] = typer.Option(None, "--beta1", help="Adam's beta1, both nets (default 0.5)."),
+    ema_decay: Optional[float] = typer.Option(None, "--ema-decay", help="Default 0.999; 0 disables the EMA generator."),
     label_smoothing: Optional[float] = typer.Option(None, "--label-smoothing", help="One-sided, e.g. 0.1."),
     channels: Optional[int] = typer.Option(None, "--channels", help="1 or 3 (default: the data's)."),
-    latent_dim: Optional[int] = typer.Option(None, "--latent-dim"),
+    latent_dim: Optional[int] = typer.Option(None, "--latent-dim", help="Latent size (default: the preset's)."),
     width: Optional[int] = typer.Option(None, "--width", help="Base feature maps (default: the preset's)."),
     data_limit: Optional[int] = typer.Option(None, "--data-limit", help="Use only the first N images."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda."),
@@ -75,14 +75,14 @@ def train(
 def eval_(
     model: Optional[str] = MODEL_ARG,
     data: str = typer.Option("fashion-mnist", "--data", "-d", help="Real data to compare with."),
-    samples: int = typer.Option(10_000, "--samples", "-n"),
-    seed: int = typer.Option(0, "--seed"),
+    samples: int = typer.Option(10_000, "--samples", "-n", help="Generated images scored."),
+    seed: int = typer.Option(0, "--seed", help="Seed of their latents."),
     truncation: Optional[float] = TRUNCATION_OPT,
     backend: str = BACKEND_OPT,
     calibrate: bool = typer.Option(False, "--calibrate", help="Also score real test images, sharp and blurred."),
     inception_weights: Optional[Path] = typer.Option(
         None, "--inception-weights", help="Also compute the standard Inception FID with these local weights."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Print the scores as JSON."),
 ) -> None:
     """Score a model: Frechet distance (FD) and classifier score (CS) in the shipped classifier's features."""
     _torch_or_hint()

@@ -97,6 +97,9 @@ def test_arithmetic_grid(capsys, tmp_path, tiny_model_dir):
     (["arithmetic", "--a", "3", "--neighbors", "-2", "--out", "r.png"], "--neighbors must be at least 0, got -2"),
     (["arithmetic", "--a", "3", "--seed", "-1", "--out", "r.png"], "--seed must be at least 0, got -1"),
     (["arithmetic", "--a", "3", "--jitter", "-1", "--out", "r.png"], "jitter must be >= 0"),
+    (["arithmetic", "--a", "3", "--jitter", "1e300", "--out", "r.png"], "jitter 1e+300 is too large"),
+    (["interpolate", "--seeds", "1,2", "--scale", str(10**11), "--out", "w.png"],  # a PiB: beyond any address space
+     "not enough memory for this request: Unable to allocate"),
 ])
 def test_bad_input_is_one_error_line(capsys, tmp_path, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)

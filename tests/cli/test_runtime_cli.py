@@ -67,6 +67,17 @@ def test_sample_user_errors_are_one_line(tmp_path, capsys, monkeypatch, args, me
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
+@pytest.mark.parametrize("args,message", [
+    (["--seconds", "nan"], "--seconds must be more than 0 and at most 3600, got nan"),
+    (["--seconds", "inf"], "--seconds must be more than 0 and at most 3600, got inf"),
+    (["--seconds", "0"], "--seconds must be more than 0"),
+    (["--rounds", "0"], "--rounds must be at least 1, got 0"),
+])
+def test_bench_user_errors_are_one_line(capsys, args, message):
+    code, out, err = run(capsys, "bench", *args)
+    assert code == 1 and err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
+
+
 def test_bad_model_is_one_line(tmp_path, capsys, model_copy):
     (model_copy / "config.json").write_text("{")
     code, _, err = run(capsys, "info", str(model_copy))
