@@ -106,7 +106,7 @@ def export(source: str | os.PathLike, out: str | os.PathLike, opts: ExportOption
                                            max_batch_size=opts.max_batch, version=opts.triton_version,
                                            overwrite=opts.triton_overwrite)
             log(f"Triton repository: {repo}")
-        _move_into(staging, out, log)
+        _move_into(staging, out, log, same_model=_model_hash(out) == staged.model_hash)
     except BaseException as e:
         shutil.rmtree(staging, ignore_errors=True)
         if created:  # a failed export leaves nothing behind
@@ -149,6 +149,8 @@ def _check_options(opts: ExportOptions) -> None:
 def read_source(path: Path, weights: str = "ema") -> Model:
     """The generator in a model directory or a training checkpoint (``*.pt``)."""
     if path.is_dir() or (not path.exists() and str(path) in list_shipped_models()):
+        if weights != "ema":  # the default; a model directory holds one set of weights, chosen when it was exported
+            raise ValueError(f"--weights {weights} picks weights in a training checkpoint; {path} is a model directory")
         try:
             return load_model(str(path))
         except ModelFormatError as e:
@@ -229,16 +231,25 @@ def verify(model: Model, backend: str, options: dict, log: Callable[[str], None]
         f"at batch sizes {VERIFY_BATCHES}")
 
 
-def _move_into(staging: Path, out: Path, log: Callable[[str], None]) -> None:
-    """Move the staged files into `out`, each by an atomic rename (weights before config), and
-    remove exports of older weights that this export did not replace: they would not match."""
+def _model_hash(path: Path) -> str | None:
+    """The hash of the model directory at `path` (architecture and weights), None if there is none."""
+    try:
+        return load_model(path).model_hash if (path / CONFIG_NAME).is_file() else None
+    except (ModelFormatError, OSError):
+        return None
+
+
+def _move_into(staging: Path, out: Path, log: Callable[[str], None], same_model: bool) -> None:
+    """Move the staged files into `out`, each by an atomic rename (weights before config), and,
+    unless `out` held this same model before, remove the exports this export did not replace:
+    they were made from other weights and would not match."""
     out.mkdir(parents=True, exist_ok=True)
     order = [WEIGHTS_NAME, CONFIG_NAME, ONNX_NAME, ONNX_FP16_NAME, ENGINE_NAME]
     staged = sorted((p.name for p in staging.iterdir()), key=lambda n: (order.index(n) if n in order else 9, n))
     for name in staged:
         os.replace(staging / name, out / name)
     log(f"wrote {', '.join(sorted(staged))} to {out}")
-    for stale in EXPORT_NAMES:
+    for stale in () if same_model else EXPORT_NAMES:
         if stale not in staged and (out / stale).exists():
             (out / stale).unlink()
             log(f"removed {out / stale}: it was exported from other weights")

@@ -75,12 +75,24 @@ def test_a_failed_verification_leaves_nothing(tmp_path, monkeypatch):
     assert sorted(p.name for p in src.iterdir()) == before
 
 
-def test_reexport_removes_stale_exports(tmp_path):
+def test_reexport_removes_only_exports_of_other_weights(tmp_path):
     src = _model_dir(tmp_path, "mlp28", width=8)
     export(src, src, ExportOptions(fp16=True), log=lambda _: None)
     assert (src / ONNX_FP16_NAME).exists()
-    export(src, src, ExportOptions(onnx=False), log=lambda _: None)
+    export(src, src, ExportOptions(onnx=False), log=lambda _: None)  # the same model: its graphs still match it
+    assert (src / ONNX_NAME).exists() and (src / ONNX_FP16_NAME).exists()
+    config = load_model(src).config
+    other, messages = save_model(tmp_path / "other", config, random_weights(config, seed=8)), []
+    export(other, src, ExportOptions(onnx=False), log=messages.append)
     assert not (src / ONNX_NAME).exists() and not (src / ONNX_FP16_NAME).exists()
+    assert f"removed {src / ONNX_NAME}: it was exported from other weights" in messages
+    assert load_model(src).model_hash == load_model(other).model_hash
+
+
+def test_raw_weights_are_a_checkpoints_choice(tmp_path, tiny_model_dir):
+    with pytest.raises(ValueError, match="--weights raw picks weights in a training checkpoint; .* is a model dir"):
+        export(tiny_model_dir, tmp_path / "o", ExportOptions(weights="raw"))
+    assert not (tmp_path / "o").exists()
 
 
 def test_onnxruntime_backend_refuses_a_stale_graph(tmp_path):
