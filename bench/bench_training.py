@@ -60,6 +60,8 @@ def main() -> None:
         parts = breakdown(trainer, images[:args.batch_size].contiguous(memory_format=torch.channels_last))
         for name, ms in parts.items():
             print(f"{name:42s} {ms:7.1f} ms")
+        if min(parts.values()) < 0:
+            print("(a backward part is the difference of two timings: below 0, the machine was too busy to tell)")
         needed = sum(parts.values())
         seeds_ms = 1e3 * args.batch_size / s
         print(f"{'work every step needs':42s} {needed:7.1f} ms; seeds-style step {seeds_ms:.1f} ms, "

@@ -28,6 +28,7 @@ from ganserve.presets import create_config
 from ganserve.torch_model import build_generator
 
 from .data import load_dataset
+from .evaluate import evaluator_for, sample_images
 from .networks import build_discriminator, dcgan_init
 
 
@@ -52,8 +53,9 @@ def seed_loop(G: nn.Module, D: nn.Module, images: torch.Tensor, steps: int, batc
               latent_dim: int = 100, seed: int = 0, device: str = "cpu", log=None, fast_data: bool = False) -> dict:
     """`steps` training steps exactly as the seed script takes them. Returns losses and timing.
 
-    fast_data=True draws the same shuffled batches from memory and reads the losses back every 500
-    steps instead of every step: the same training, for long quality runs on a GPU.
+    fast_data=True draws shuffled batches of the same sizes from memory (in another random order than
+    the DataLoader's) and reads the losses back every 500 steps and at the last instead of every step:
+    the same recipe, for long quality runs on a GPU.
     """
     torch.manual_seed(seed)
     G, D = G.to(device), D.to(device)
@@ -83,7 +85,7 @@ def seed_loop(G: nn.Module, D: nn.Module, images: torch.Tensor, steps: int, batc
             d_loss = (real_loss + fake_loss) / 2
             d_loss.backward()
             optimizer_D.step()
-            if not fast_data or (step + 1) % 500 == 0:
+            if not fast_data or (step + 1) % 500 == 0 or step + 1 == steps:  # the last step's too
                 d_losses.append(d_loss.item())
                 g_losses.append(g_loss.item())
             step += 1
@@ -96,17 +98,9 @@ def seed_loop(G: nn.Module, D: nn.Module, images: torch.Tensor, steps: int, batc
             "d_loss": d_losses[-1], "g_loss": g_losses[-1]}
 
 
-@torch.no_grad()
-def train_mode_samples(G: nn.Module, n: int, batch_size: int = 64, seed: int = 12345, device: str = "cpu"
-                       ) -> np.ndarray:
+def train_mode_samples(G: nn.Module, n: int, batch_size: int = 64, seed: int = 12345) -> np.ndarray:
     """uint8 (n, H, W, C) samples as the seed script shows them: G in train mode, batch statistics."""
-    from ganserve.images import to_uint8
-    from ganserve.latents import make_latents
-
-    G.train()
-    z = torch.from_numpy(make_latents(n, G.config.latent_dim, seed=seed))
-    return np.concatenate([to_uint8(G(z[i:i + batch_size].to(device)).cpu().numpy())
-                           for i in range(0, n, batch_size)])
+    return sample_images(G, n, seed=seed, train_mode=True, batch_size=batch_size)
 
 
 def main() -> None:
@@ -119,18 +113,17 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--fast-data", action="store_true",
-                        help="in-memory batches, losses read every 500 steps (same training, faster)")
+                        help="in-memory batches, losses read every 500 steps (same recipe, faster)")
     args = parser.parse_args()
     from ganserve._files import write_json
     from ganserve.images import make_grid, save_image
 
-    from .evaluate import evaluator_for
-
+    
     G, D = seed_models(args.preset)
     images = load_dataset(args.data).to_tensor(G.config.output_shape)
     result = seed_loop(G, D, images, steps=args.images // 64, seed=args.seed, device=args.device, log=print,
                        fast_data=args.fast_data)
-    samples = train_mode_samples(G, args.samples, device=args.device)
+    samples = train_mode_samples(G, args.samples)
     score = evaluator_for(images, G.config).score(samples)
     args.out.mkdir(parents=True, exist_ok=True)
     save_image(make_grid(samples[:64]), args.out / "samples.png")

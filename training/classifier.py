@@ -73,7 +73,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent)
+    parser.add_argument("--out", type=Path, required=True,
+                        help=f"folder for fmnist_classifier.*; the metric reads the copy in {Path(__file__).parent}")
     args = parser.parse_args()
     start = time.time()
     net, acc = train(args.epochs, args.batch_size, args.seed)
