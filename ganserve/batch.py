@@ -16,7 +16,9 @@ Layout of the output folder::
 
 A shard is written under a temporary name and renamed when complete; only then is its record
 written. A re-run skips shards that have a record and redoes the others, so a run killed at any
-moment (SIGKILL included) and re-run ends with exactly the files of an uninterrupted run.
+moment (SIGKILL included) and re-run ends with exactly the files of an uninterrupted run. A folder
+that is not empty and holds no generate.json is refused, and only what this code writes is ever
+removed.
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import tarfile
 import threading
+import zipfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,7 +47,7 @@ from ._system import usable_cpus
 from .encode import EncoderError, EncoderPool, encode_batch
 from .errors import plural
 from .images import to_pil
-from .latents import check_index, check_truncation
+from .latents import check_index, check_truncation, max_index
 
 FORMATS = ("png", "tar", "npz")
 PARAMS_NAME = "generate.json"
@@ -51,6 +55,9 @@ MANIFEST_DIR = "manifest"
 MANIFEST_NAME = "manifest.jsonl"
 MAX_COMMITS = 2  # finished shards waiting to be flushed and recorded
 STOP_CHECK_SECONDS = 0.5  # how often a wait for the encoders checks for SIGINT/SIGTERM
+RECORD_KEYS = {"shard", "start", "stop", "count", "path", "format", "sha256", "seed", "truncation", "model_hash",
+               "config_sha256"}  # what every record holds ("backend" too, since it is recorded)
+_TEMP = re.compile(r"\.(.+)\.[0-9a-f]{8}\.tmp")  # temp_name(): .{final name}.{8 hex digits}.tmp
 
 
 @dataclass(frozen=True)
@@ -76,7 +83,7 @@ class RunParams:
 
     @property
     def num_shard_files(self) -> int:
-        return math.ceil(self.n / self.shard_size)
+        return -(-self.n // self.shard_size)
 
 
 class Interrupted(Exception):
@@ -93,13 +100,25 @@ def shard_range(shard: int, n: int, shard_size: int) -> tuple[int, int]:
     return start, min(n, start + shard_size)
 
 
-def shards_for(n: int, shard_size: int, shard_index: int = 0, num_shards: int = 1) -> list[int]:
-    """The shards process `shard_index` of `num_shards` makes: shard_index, +num_shards, ..."""
+def shards_for(n: int, shard_size: int, shard_index: int = 0, num_shards: int = 1) -> range:
+    """The shards process `shard_index` of `num_shards` makes: shard_index, +num_shards, ... (a range:
+    a run may have more shards than fit in memory as a list)."""
     check_index(num_shards, "--num-shards", minimum=1)
     if not isinstance(shard_index, int) or not 0 <= shard_index < num_shards:
         raise ValueError(f"--shard-index must be in [0, {num_shards - 1}] for --num-shards {num_shards}, "
                          f"got {shard_index}")
-    return list(range(shard_index, math.ceil(n / shard_size), num_shards))
+    return range(shard_index, -(-n // shard_size), num_shards)
+
+
+def _length(shards: range) -> int:
+    """len(shards), also beyond sys.maxsize."""
+    return max(0, -(-(shards.stop - shards.start) // shards.step))
+
+
+def images_in(shards: range, n: int, shard_size: int) -> int:
+    """Images in `shards` (from `shards_for`), without listing them: all are full but the run's last."""
+    last = -(-n // shard_size) - 1
+    return _length(shards) * shard_size - ((last + 1) * shard_size - n if last in shards else 0)
 
 
 def shard_name(shard: int, fmt: str) -> str:
@@ -110,10 +129,16 @@ def shard_name(shard: int, fmt: str) -> str:
 
 
 def prepare(out: Path, params: RunParams) -> None:
-    """Create `out` and its generate.json, or check that an existing one describes this run."""
+    """Create `out` and its generate.json, or check that an existing one describes this run. A folder
+    that is not empty and has no generate.json is refused: it is not a run, and this one would take
+    over names in it."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / MANIFEST_DIR).mkdir(exist_ok=True)
     path = out / PARAMS_NAME
+    # Listed before generate.json is looked for: a run's other files appear only once it exists.
+    others = [p for p in out.iterdir() if _final_name(p.name) != PARAMS_NAME and p.name != "lost+found"]
+    if others and not path.exists():  # (lost+found: the root of a mounted volume, an --out in Kubernetes, has one)
+        raise ValueError(f"{out} is not empty and holds no run of `ganserve generate` (no {PARAMS_NAME}); "
+                         f"use an empty or new folder as --out")
     if path.exists():  # temporary files of a killed run (nobody creates generate.json any more)
         for stale in [*out.glob(f".{PARAMS_NAME}.*.tmp"), *out.glob(f".{MANIFEST_NAME}.*.tmp")]:
             stale.unlink(missing_ok=True)
@@ -137,51 +162,121 @@ def prepare(out: Path, params: RunParams) -> None:
         detail = ", ".join(f"{k}: {existing.get(k)!r} there, {document[k]!r} now" for k in diffs)
         raise ValueError(f"{out} holds a run made with {what} ({detail}); refusing to mix them: "
                          f"use another --out, or delete {out}")
+    (out / MANIFEST_DIR).mkdir(exist_ok=True)
 
 
-def finished_shards(out: Path) -> set[int]:
-    """Shards with a record whose file or folder exists."""
-    done = set()
-    for record in (out / MANIFEST_DIR).glob("shard-*.json"):
-        try:
-            data = json.loads(record.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if (out / data["path"]).exists():
-            done.add(int(data["shard"]))
-    return done
+def _final_name(name: str) -> str:
+    """The name a temporary file or folder (see `temp_name`) is renamed to; other names as they are."""
+    m = _TEMP.fullmatch(name)
+    return m[1] if m else name
 
 
-def clean_unfinished(out: Path, shard: int, fmt: str) -> None:
-    """Remove what a killed run left of `shard`: temporary files, and a final name with no record."""
-    name = shard_name(shard, fmt)
-    for stale in out.glob(f".{name}.*.tmp"):
-        shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
-    for stale in (out / MANIFEST_DIR).glob(f".shard-{shard:06d}.json.*.tmp"):
-        stale.unlink()
-    final = out / name
-    if final.exists() and not (out / MANIFEST_DIR / f"shard-{shard:06d}.json").exists():
-        shutil.rmtree(final) if final.is_dir() else final.unlink()
+def _shard_number(name: str, suffix: str) -> int | None:
+    """s for the name f"shard-{s:06d}{suffix}", else None."""
+    m = re.fullmatch(rf"shard-(\d{{6,}}){re.escape(suffix)}", name)
+    return int(m[1]) if m and name == f"shard-{int(m[1]):06d}{suffix}" else None
 
 
-def write_manifest(out: Path) -> Path:
+def _record(path: Path, params: RunParams) -> dict[str, Any] | None:
+    """The record in `path` (manifest/shard-*.json), or None if it is unreadable or incomplete."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or not RECORD_KEYS <= record.keys():
+        return None
+    shard = record["shard"]
+    if type(shard) is not int or not 0 <= shard < params.num_shard_files or path.name != f"shard-{shard:06d}.json" \
+            or record["path"] != shard_name(shard, params.format):
+        return None
+    return record
+
+
+def finished_shards(out: Path, params: RunParams) -> set[int]:
+    """Shards with a whole record whose file or folder exists."""
+    return {r["shard"] for p in (out / MANIFEST_DIR).glob("shard-*.json")
+            if (r := _record(p, params)) is not None and (out / r["path"]).exists()}
+
+
+def clean_unfinished(out: Path, params: RunParams, mine: range, done: set[int]) -> None:
+    """Remove what killed runs left of the shards in `mine` that are not `done`: temporary files,
+    their records (damaged, or of a shard that is not there), and a shard's final name without a
+    record, if it holds what this code writes there (a kill between the rename and the record
+    leaves one). Anything else under a shard's name is refused, never removed."""
+    suffix = "" if params.format == "png" else f".{params.format}"
+    for folder, ext in ((out, suffix), (out / MANIFEST_DIR, ".json")):
+        for path in folder.iterdir():
+            temporary = path.name != _final_name(path.name)
+            shard = _shard_number(_final_name(path.name), ext)
+            if shard is None or shard not in mine or (shard in done and not temporary):
+                continue
+            if folder == out and not temporary and not _made_here(path, shard, params):
+                raise ValueError(f"{path} has no record in {out / MANIFEST_DIR} and is not a shard this run "
+                                 f"makes; move it out of {out} and run again")
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+
+
+def _made_here(path: Path, shard: int, params: RunParams) -> bool:
+    """Whether `path`, the final name of `shard`, holds what the shard's writer puts there."""
+    start, stop = shard_range(shard, params.n, params.shard_size)
+    try:
+        if params.format == "png":
+            if path.is_symlink() or not path.is_dir():
+                return False
+            with os.scandir(path) as entries:
+                return all(e.is_file(follow_symlinks=False) and re.fullmatch(r"\d{8,}\.png", e.name)
+                           and start <= int(e.name[:-4]) < stop for e in entries)
+        if path.is_symlink() or not path.is_file():
+            return False
+        if params.format == "tar":  # its first member is the shard's first image
+            with open(path, "rb") as f:
+                return f.read(100).rstrip(b"\0") == f"{start:08d}.png".encode()
+        with zipfile.ZipFile(path) as z:
+            return sorted(z.namelist()) == ["images.npy", "indices.npy"]
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def write_manifest(out: Path, params: RunParams) -> Path:
     """manifest.jsonl: every record, sorted by shard (atomic; any process may rewrite it)."""
-    records = []
-    for record in sorted((out / MANIFEST_DIR).glob("shard-*.json")):
-        with contextlib.suppress(OSError, json.JSONDecodeError):
-            records.append(json.loads(record.read_text()))
+    records = [r for p in (out / MANIFEST_DIR).glob("shard-*.json") if (r := _record(p, params)) is not None]
     lines = "".join(json.dumps(r, sort_keys=True) + "\n" for r in sorted(records, key=lambda r: r["shard"]))
     with atomic_path(out / MANIFEST_NAME) as tmp:
         tmp.write_text(lines)
     return out / MANIFEST_NAME
 
 
+def _named(error: BaseException, out: Path) -> BaseException:
+    """An OSError as the user should read it: about the final name of a temporary one (a shard, or a
+    file in a shard folder), or about `out` when it names no file (a write to a full disk)."""
+    if not isinstance(error, OSError) or error.errno is None:  # not from a system call: as it is
+        return error
+    if error.filename is None:
+        return OSError(error.errno, error.strerror, str(out))
+    parts = Path(os.fsdecode(error.filename)).parts
+    if not any(_TEMP.fullmatch(part) for part in parts):
+        return error
+    return OSError(error.errno, error.strerror, str(Path(*map(_final_name, parts))))
+
+
+@contextlib.contextmanager
+def _user_paths(out: Path) -> Iterator[None]:
+    """Raise OSErrors about temporary names as `_named` says."""
+    try:
+        yield
+    except OSError as e:
+        named = _named(e, out)
+        if named is e:
+            raise
+        raise named from None
+
+
 # --- shard writers: one per format, all write to a temporary name and rename when complete
 
 
 class _ShardWriter:
-    def __init__(self, out: Path, shard: int, params: RunParams, batch: int) -> None:
-        self.out, self.shard, self.params, self.batch = out, shard, params, batch
+    def __init__(self, out: Path, shard: int, params: RunParams, batch: int, backend: str) -> None:
+        self.out, self.shard, self.params, self.batch, self.backend = out, shard, params, batch, backend
         self.start, self.stop = shard_range(shard, params.n, params.shard_size)
         self.final = out / shard_name(shard, params.format)
         self.tmp = temp_name(self.final)
@@ -192,7 +287,8 @@ class _ShardWriter:
         p = self.params
         return {"shard": self.shard, "start": self.start, "stop": self.stop, "count": self.stop - self.start,
                 "path": self.final.name, "format": p.format, "sha256": sha256, "seed": p.seed,
-                "truncation": p.truncation, "model_hash": p.model_hash, "config_sha256": p.config_sha256}
+                "truncation": p.truncation, "model_hash": p.model_hash, "config_sha256": p.config_sha256,
+                "backend": self.backend}  # backends may differ by a level in a few pixels
 
     def commit(self, sha256: str) -> dict[str, Any]:
         os.replace(self.tmp, self.final)
@@ -343,29 +439,46 @@ def generate(gen, out: str | os.PathLike, *, n: int, seed: int = 0, shard_size: 
         progress: called with the number of images just finished.
 
     Raises:
-        ValueError: bad parameters, or `out` holds another run.
+        ValueError: bad parameters, or `out` holds another run or other files.
         Interrupted: SIGINT/SIGTERM; finished shards are kept, the current one is removed.
-        OSError: the folder cannot be written (full, read-only); no shard is recorded unfinished.
+        OSError: the folder cannot be written (full, read-only), naming the shard or `out` (never a
+            temporary name); no shard is recorded unfinished.
     """
     params = RunParams(n, seed, shard_size, fmt, truncation, gen.model_hash, gen.config.digest(), gen.image_shape)
     params.check()
+    if not os.fspath(out):
+        raise ValueError("--out is empty; give the output folder")
+    if n > max_index(gen.latent_dim):
+        raise ValueError(f"--n must be at most {max_index(gen.latent_dim)} for this model (latent size "
+                         f"{gen.latent_dim}: image indices are counters of the latents' random generator), got {n}")
     mine = shards_for(n, shard_size, shard_index, num_shards)
     if not 0 <= compress_level <= 9:
         raise ValueError(f"--png-compression must be in [0, 9], got {compress_level}")
     if batch_size is not None:
         check_index(batch_size, "--batch-size", minimum=1)
+    batch = min(batch_size or gen.default_batch_size, shard_size)
+    # What can fail before an image is made fails here, before generate.json ties `out` to this run.
+    if fmt == "npz":  # a shard is held in memory whole
+        size = min(n, shard_size) * math.prod(gen.image_shape)
+        try:
+            np.empty(size, dtype=np.uint8)
+        except (ValueError, MemoryError):
+            raise ValueError(f"--shard-size {shard_size} is too large for --format npz, which holds a shard in "
+                             f"memory ({size} bytes); use a smaller one") from None
+    if truncation is not None and mine:  # the first batch's latents (the usual "too small" psi)
+        first, stop = shard_range(mine[0], n, shard_size)
+        gen.latents(min(batch, stop - first), seed=seed, start=first, truncation=truncation)
     out = Path(out)
-    prepare(out, params)
-    done = finished_shards(out)
-    todo = [s for s in mine if s not in done]
-    for shard in todo:
-        clean_unfinished(out, shard, fmt)
-    skipped = sum(shard_range(s, n, shard_size)[1] - shard_range(s, n, shard_size)[0] for s in mine if s in done)
+    with _user_paths(out):
+        prepare(out, params)
+        done = {s for s in finished_shards(out, params) if s in mine}
+        clean_unfinished(out, params, mine, done)
+    todo = _length(mine) - len(done)
+    skipped = sum(shard_range(s, n, shard_size)[1] - shard_range(s, n, shard_size)[0] for s in done)
     if skipped:
-        log(f"skipping {plural(len(mine) - len(todo), 'shard')} already finished (of this process's {len(mine)})")
+        log(f"skipping {plural(len(done), 'shard')} already finished (of this process's {_length(mine)})")
         if progress:
             progress(skipped)
-    batch = min(batch_size or gen.default_batch_size, shard_size)
     workers = usable_cpus() if workers is None else workers
     if os.name != "posix":  # the pool passes a file descriptor to its workers
         workers = 0
@@ -417,11 +530,13 @@ def generate(gen, out: str | os.PathLike, *, n: int, seed: int = 0, shard_size: 
             writer.add_result(first, encode_batch(pngs, first, writer.destination(), compress_level))
 
     try:
-        with _stop_on_signals(caught):
+        with _stop_on_signals(caught), _user_paths(out):
             if fmt != "npz" and workers > 0 and todo:
                 encoders = EncoderPool(workers, gen.image_shape, batch, compress_level)
-            for shard in todo:
-                writer = _WRITERS[fmt](out, shard, params, batch)
+            for shard in mine:
+                if shard in done:
+                    continue
+                writer = _WRITERS[fmt](out, shard, params, batch, gen.backend)
                 active.append(writer)
                 for first in range(writer.start, writer.stop, batch):
                     if caught:
@@ -446,15 +561,15 @@ def generate(gen, out: str | os.PathLike, *, n: int, seed: int = 0, shard_size: 
         committer.shutdown(wait=True)
         for commit in commits:  # shards handed over before the failure: committed, or say why not
             if commit.exception() is not None:
-                log(f"shard not recorded (a re-run makes it again): {commit.exception()}")
+                log(f"shard not recorded (a re-run makes it again): {_named(commit.exception(), out)}")
         raise
     finally:
         committer.shutdown(wait=True)  # complete shards already handed over are committed
         if encoders is not None:
             encoders.close()
         with contextlib.suppress(OSError):
-            write_manifest(out)
+            write_manifest(out, params)
     made = sum(r["count"] for r in records)
     return {"made": made, "skipped": skipped, "shards": len(records), "out": str(out),
-            "complete": finished_shards(out) >= set(range(params.num_shard_files))}
+            "complete": len(finished_shards(out, params)) == params.num_shard_files}
 

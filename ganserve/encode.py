@@ -149,6 +149,8 @@ def serve() -> None:
             header = {"slot": slot, "ok": True, "size": len(payload), "json": is_json}
         except Exception as e:  # noqa: BLE001  (reported to the parent, which raises it)
             payload, header = b"", {"slot": slot, "ok": False, "error": f"{type(e).__name__}: {e}", "size": 0}
+            if isinstance(e, OSError) and e.errno is not None:  # the parent raises it as it was (errno, file)
+                header["os_error"] = [e.errno, e.strerror, e.filename if isinstance(e.filename, str) else None]
         answers.write(json.dumps(header).encode() + b"\n" + payload)
         answers.flush()
 
@@ -244,6 +246,8 @@ class EncoderPool:
         self._busy[k] -= 1
         self.free.append(header["slot"])
         if not header["ok"]:
+            if "os_error" in header:  # writing a PNG failed (a full disk): said as the system said it
+                raise EncoderError(*header["os_error"])
             raise EncoderError(f"encoding failed: {header['error']}")
         return header["slot"], payload
 

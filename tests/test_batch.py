@@ -16,7 +16,9 @@ import pytest
 from PIL import Image
 
 from ganserve import Generator
-from ganserve.batch import generate, shard_range, shards_for
+from ganserve.batch import _named, generate, images_in, shard_range, shards_for
+from ganserve.encode import EncoderError
+from ganserve.latents import max_index
 
 
 @pytest.fixture(scope="module")
@@ -31,13 +33,24 @@ def tree(folder: Path) -> dict[str, bytes]:
 
 def test_shard_arithmetic():
     assert shard_range(0, 25, 10) == (0, 10) and shard_range(2, 25, 10) == (20, 25)
-    assert shards_for(25, 10) == [0, 1, 2]
-    assert shards_for(95, 10, shard_index=1, num_shards=3) == [1, 4, 7]
-    assert shards_for(95, 10, shard_index=2, num_shards=3) == [2, 5, 8]
+    assert list(shards_for(25, 10)) == [0, 1, 2]
+    assert list(shards_for(95, 10, shard_index=1, num_shards=3)) == [1, 4, 7]
+    assert list(shards_for(95, 10, shard_index=2, num_shards=3)) == [2, 5, 8]
     all_shards = sorted(s for i in range(4) for s in shards_for(1000, 7, i, 4))
     assert all_shards == list(range(143))  # every shard exactly once
     with pytest.raises(ValueError, match=r"--shard-index must be in \[0, 2\]"):
         shards_for(95, 10, shard_index=3, num_shards=3)
+    for n, size, k in [(25, 10, 1), (25, 10, 2), (95, 10, 3), (1000, 7, 4), (5, 10, 3)]:
+        for i in range(k):
+            mine = shards_for(n, size, i, k)
+            counted = sum(stop - start for start, stop in (shard_range(s, n, size) for s in mine))
+            assert images_in(mine, n, size) == counted
+
+
+def test_huge_runs_are_counted_not_listed():
+    n = 2**60 + 1  # n / 1 as a float is 2**60: one shard short
+    assert shards_for(n, 1)[-1] == n - 1 and images_in(shards_for(n, 1), n, 1) == n
+    assert images_in(shards_for(2**64 - 1, 1, 1, 2), 2**64 - 1, 1) == 2**63 - 1  # more shards than sys.maxsize
 
 
 @pytest.mark.parametrize("fmt", ["png", "tar", "npz"])
@@ -68,6 +81,7 @@ def test_files_are_the_generators_images(tmp_path, gen):
     assert [(r["shard"], r["start"], r["stop"], r["count"]) for r in records] == [(0, 0, 5, 5), (1, 5, 10, 5),
                                                                                   (2, 10, 12, 2)]
     assert all(r["model_hash"] == gen.model_hash and len(r["sha256"]) == 64 for r in records)
+    assert all(r["backend"] == "numpy" for r in records)  # backends may differ by a level in a few pixels
 
 
 def test_tar_and_npz_read_back(tmp_path, gen):
@@ -130,6 +144,85 @@ def test_bad_parameters(tmp_path, gen, kwargs, message):
     with pytest.raises(ValueError, match=message):
         generate(gen, tmp_path / "o", **args)
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("fmt", ["png", "tar"])
+def test_refuses_a_folder_that_holds_no_run(tmp_path, gen, fmt):
+    out = tmp_path / "d"
+    (out / "shard-000001").mkdir(parents=True)
+    (out / "shard-000000.tar").write_text("precious")
+    (out / "shard-000001" / "important.txt").write_text("x")
+    before = tree(out)
+    with pytest.raises(ValueError, match=f"{out} is not empty and holds no run"):
+        generate(gen, out, n=20, shard_size=10, fmt=fmt, log=lambda _: None, workers=0)
+    assert tree(out) == before and sorted(p.name for p in out.iterdir()) == ["shard-000000.tar", "shard-000001"]
+    (tmp_path / "empty").mkdir()  # an empty folder is fine
+    assert generate(gen, tmp_path / "empty", n=2, fmt=fmt, log=lambda _: None, workers=0)["complete"]
+    (tmp_path / "volume" / "lost+found").mkdir(parents=True)  # so is the root of a freshly formatted volume
+    assert generate(gen, tmp_path / "volume", n=2, fmt=fmt, log=lambda _: None, workers=0)["complete"]
+
+
+@pytest.mark.parametrize("fmt", ["png", "tar", "npz"])
+def test_a_shard_without_record_is_remade_only_if_it_is_one(tmp_path, gen, fmt):
+    args = dict(n=20, shard_size=10, fmt=fmt, log=lambda _: None, workers=0)
+    generate(gen, tmp_path / "o", **args)
+    clean = tree(tmp_path / "o")
+    record = tmp_path / "o" / "manifest" / "shard-000001.json"
+    record.unlink()  # as a kill between the shard's rename and its record leaves it
+    assert generate(gen, tmp_path / "o", **args)["made"] == 10
+    assert tree(tmp_path / "o") == clean
+    record.unlink()
+    final = tmp_path / "o" / ("shard-000001" if fmt == "png" else f"shard-000001.{fmt}")
+    if fmt == "png":
+        (final / "notes.txt").write_text("mine")
+    else:
+        final.write_text("mine")
+    with pytest.raises(ValueError, match=f"{final} has no record in .* and is not a shard this run makes"):
+        generate(gen, tmp_path / "o", **args)
+    assert (final / "notes.txt" if fmt == "png" else final).read_text() == "mine"
+
+
+@pytest.mark.parametrize("fmt", ["png", "tar"])
+@pytest.mark.parametrize("damage", ['{"shard": 1}', "truncated", "[]", "shard 0"])
+def test_a_damaged_record_is_no_record(tmp_path, gen, fmt, damage):
+    args = dict(n=20, shard_size=10, fmt=fmt, log=lambda _: None, workers=0)
+    generate(gen, tmp_path / "o", **args)
+    clean = tree(tmp_path / "o")
+    record = tmp_path / "o" / "manifest" / "shard-000001.json"
+    text = {"truncated": record.read_text()[:40],
+            "shard 0": (tmp_path / "o" / "manifest" / "shard-000000.json").read_text()}.get(damage, damage)
+    record.write_text(text)
+    summary = generate(gen, tmp_path / "o", **args)
+    assert summary["made"] == 10 and summary["complete"]
+    assert tree(tmp_path / "o") == clean
+
+
+def test_a_run_that_fails_before_any_image_leaves_nothing(tmp_path, gen):
+    out = tmp_path / "o"
+    with pytest.raises(ValueError, match="too small"):
+        generate(gen, out, n=3, truncation=0.001, log=lambda _: None, workers=0)
+    end = max_index(gen.latent_dim)
+    with pytest.raises(ValueError, match=f"--n must be at most {end} for this model"):
+        generate(gen, out, n=end + 1, shard_size=end + 1, fmt="npz", log=lambda _: None)
+    with pytest.raises(ValueError, match="--shard-size 1000000000000000 is too large for --format npz"):
+        generate(gen, out, n=10**15, shard_size=10**15, fmt="npz", log=lambda _: None)
+    assert not out.exists()
+    assert generate(gen, out, n=3, truncation=0.5, log=lambda _: None, workers=0)["complete"]
+
+
+def test_user_paths_replace_temporary_names():
+    out = Path("b/ro2")
+    for error, message in [
+        (PermissionError(13, "Permission denied", "b/ro2/.shard-000001.3633837b.tmp"), "'b/ro2/shard-000001'"),
+        (OSError(28, "No space left on device", "b/ro2/.shard-000001.0123abcd.tmp/00000010.png"),
+         "'b/ro2/shard-000001/00000010.png'"),
+        (OSError(28, "No space left on device"), "No space left on device: 'b/ro2'"),
+        (PermissionError(13, "Permission denied", "b/ro2/.generate.json.3633837b.tmp"), "'b/ro2/generate.json'"),
+    ]:
+        named = _named(error, out)
+        assert type(named) is type(error) and str(named).endswith(message) and ".tmp" not in str(named)
+    error = EncoderError("PNG encoder process 12 died")
+    assert _named(error, out) is error
 
 
 def _cmd(model, out, *extra):
@@ -215,10 +308,27 @@ def test_cli_errors_are_one_line(tmp_path, capsys, tiny_model_dir):
                           (["--shard-size", "0"], "--shard-size must be at least 1, got 0"),
                           (["--seed", "-1"], "--seed must be at least 0, got -1"),
                           (["--batch-size", "0"], "--batch-size must be at least 1, got 0"),
-                          (["--workers", "-1"], "--workers must be at least 0, got -1")]:
+                          (["--workers", "-1"], "--workers must be at least 0, got -1"),
+                          (["--n", str(2**64 - 1), "--shard-size", "1"], "--n must be at most")]:
         code = main(["generate", str(tiny_model_dir), "--n", "10", "--out", str(tmp_path / "o"), *args])
         err = capsys.readouterr().err
         assert code == 1 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_cli_refuses_an_empty_out(tmp_path, capsys, monkeypatch, tiny_model_dir):
+    from ganserve.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    code = main(["generate", str(tiny_model_dir), "--n", "2", "--out", "", "--backend", "numpy"])
+    assert (code, capsys.readouterr().err) == (1, "error: --out is empty; give the output folder\n")
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_help_says_every_option(capsys):
+    from ganserve.cli import main
+
+    assert main(["generate", "--help"]) == 0
+    assert "Images per forward pass (default: the backend's)." in " ".join(capsys.readouterr().out.split())
 
 
 def test_cli_rerun_of_a_finished_run_shows_no_bar(tmp_path, capsys, tiny_model_dir):
@@ -243,18 +353,22 @@ def test_unwritable_output(tmp_path, capsys, tiny_model_dir):
     assert code == 1 and err.startswith("error: ") and "file" in err
 
 
-def test_full_disk_records_no_unfinished_shard(tmp_path, gen):
+@pytest.mark.parametrize("fmt,workers", [("npz", 0), ("png", 1), ("png", 0), ("tar", 1)])
+def test_full_disk_records_no_unfinished_shard(tmp_path, gen, fmt, workers):
     full = tmp_path / "full"
     full.mkdir()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(full)], capture_output=True).returncode:
         pytest.skip("cannot mount a small tmpfs here")
     try:
-        with pytest.raises(OSError):
-            generate(gen, full / "o", n=400, shard_size=50, fmt="npz", log=lambda _: None)
+        with pytest.raises(OSError) as failure:
+            generate(gen, full / "o", n=400, shard_size=50, fmt=fmt, workers=workers, log=lambda _: None)
+        assert failure.value.errno == 28 and str(full / "o") in str(failure.value)  # the user's path, not a temp
+        assert ".tmp" not in str(failure.value)
         recorded = [json.loads(p.read_text()) for p in (full / "o" / "manifest").glob("shard-*.json")]
         for r in recorded:  # whatever is recorded is whole on disk
-            with np.load(full / "o" / r["path"]) as data:
-                assert len(data["indices"]) == r["count"]
+            if fmt == "npz":
+                with np.load(full / "o" / r["path"]) as data:
+                    assert len(data["indices"]) == r["count"]
         assert not [p for p in (full / "o").rglob("*") if p.name.endswith(".tmp")]
     finally:
         subprocess.run(["umount", str(full)], check=False)

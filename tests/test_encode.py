@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import signal
@@ -102,8 +103,10 @@ def test_a_dead_worker_is_reported_not_waited_for(images):
 def test_a_failed_batch_is_reported_and_the_worker_goes_on(tmp_path, images):
     with EncoderPool(1, images.shape[1:], 8, 6) as pool:
         pool.submit(images, 0, str(tmp_path / "missing"))
-        with pytest.raises(EncoderError, match="FileNotFoundError.*missing"):
+        with pytest.raises(EncoderError, match="No such file or directory.*missing") as failure:
             pool.collect()
+        assert failure.value.errno == errno.ENOENT  # as the system said it: the parent names the user's path
+        assert failure.value.filename == str(tmp_path / "missing" / "00000000.png")
         pool.submit(images, 0, str(tmp_path))
         assert len(pool.collect()[1]) == len(images)
 

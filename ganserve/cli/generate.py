@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 import typer
@@ -17,7 +16,8 @@ from .options import BACKEND_OPT, MODEL_ARG, TRUNCATION_OPT, progress
 def generate(
     model: Optional[str] = MODEL_ARG,
     n: int = typer.Option(..., "--n", "-n", help="Total images of the run (all shards)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder, shared by every process of the run."),
+    out: str = typer.Option(..., "--out", "-o",  # str: a Path would turn "" into "."
+                            help="Output folder, shared by every process of the run."),
     seed: int = typer.Option(0, "--seed", help="Image j comes from latent (seed, j)."),
     shard_size: int = typer.Option(1000, "--shard-size", help="Consecutive images per shard."),
     fmt: str = typer.Option("png", "--format", help="png (a folder per shard), tar (WebDataset) or npz."),
@@ -27,12 +27,13 @@ def generate(
                                    help="Processes sharing the run."),
     backend: str = BACKEND_OPT,
     workers: Optional[int] = typer.Option(None, "--workers", "-w", help="PNG encoding processes (default: CPUs)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size",
+                                             help="Images per forward pass (default: the backend's)."),
     truncation: Optional[float] = TRUNCATION_OPT,
     png_compression: int = typer.Option(6, "--png-compression", help="zlib level 0-9."),
 ) -> None:
     """Generate N images in shards; re-running the same command resumes (finished shards are kept)."""
-    from ..batch import FORMATS, Interrupted, RunParams, shards_for
+    from ..batch import FORMATS, Interrupted, RunParams, images_in, shards_for
     from ..batch import generate as run
     from ..generator import Generator
 
@@ -44,7 +45,7 @@ def generate(
             check_index(value, option, minimum)
     mine = shards_for(n, shard_size, shard_index, num_shards)
     gen = Generator.load(model, backend=backend)
-    total = sum(min(n, s * shard_size + shard_size) - s * shard_size for s in mine)
+    total = images_in(mine, n, shard_size)
     with progress(total, f"generate ({gen.backend})") as bar:
         def log(message: str) -> None:
             # Not bar.write: it draws a bar still hidden by its delay, which close() then leaves unfinished.
