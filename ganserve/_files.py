@@ -20,7 +20,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to `path`; on success fsync it and rename it onto `path`.
 
     On an exception the temporary file is removed and `path` is left as it was; an OSError about
-    the temporary file is raised as one about `path` (what the user asked to write).
+    the temporary file, or about no file (a write to a full disk), is raised as one about `path`
+    (what the user asked to write).
     """
     path = Path(path)
     tmp = temp_name(path)
@@ -31,7 +32,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.chmod(tmp, 0o644)  # some writers create private files; models are meant to be shared
         os.replace(tmp, path)
     except OSError as e:
-        if e.filename is None or Path(e.filename) != tmp:
+        if e.errno is None or (e.filename is not None and Path(e.filename) != tmp):
             raise
         raise OSError(e.errno, e.strerror, str(path)) from None
     finally:
