@@ -32,7 +32,7 @@ from ..config import param_shapes
 from ..errors import BackendUnavailableError
 from ..fold import batch_norm_affine, fold_batch_norm
 from ..images import to_uint8
-from .base import Backend
+from .base import Backend, check_positive_int
 
 Op = Callable[[np.ndarray], np.ndarray]
 _F32 = np.float32
@@ -59,9 +59,9 @@ class NumpyBackend(Backend):
         if options:
             raise TypeError(f"numpy backend: unknown option(s) {sorted(options)}; "
                             f"valid: ['workspace_mb', 'threads']")
-        for name, value in {"workspace_mb": workspace_mb, "threads": 1 if threads is None else threads}.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"numpy backend: {name} must be a positive int, got {value!r}")
+        check_positive_int("numpy", "workspace_mb", workspace_mb)
+        if threads is not None:  # None: every usable CPU
+            check_positive_int("numpy", "threads", threads)
         folded, weights = fold_batch_norm(model.config, model.weights)
         shapes = folded.layer_shapes()
         self.ops: list[Op] = []

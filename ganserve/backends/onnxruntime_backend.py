@@ -18,7 +18,7 @@ from .._system import usable_cpus
 from ..errors import BackendUnavailableError, ModelFormatError, first_line, missing_package
 from ..model_io import ONNX_FP16_NAME, ONNX_NAME, Model
 from ._cuda import cuda_device_count
-from .base import Backend
+from .base import Backend, check_positive_int
 
 _FILES = {"fp32": ONNX_NAME, "fp16": ONNX_FP16_NAME}
 
@@ -84,7 +84,8 @@ class OnnxRuntimeBackend(Backend):
         self.io_binding = use_cuda if io_binding is None else bool(io_binding)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or usable_cpus()
+        threads = usable_cpus() if threads is None else check_positive_int("onnxruntime", "threads", threads)
+        options.intra_op_num_threads = threads
         options.log_severity_level = 3  # errors only
         providers: list[Any] = ["CPUExecutionProvider"]
         if use_cuda:

@@ -71,3 +71,9 @@ def test_a_graph_with_other_inputs_or_outputs(model_copy, rename, message):
     (model_copy / ONNX_NAME).write_bytes(graph.SerializeToString())
     with pytest.raises(ModelFormatError, match=f"{ONNX_NAME}: {message}"):
         _load(model_copy)
+
+
+@pytest.mark.parametrize("threads", [0, -1, 1.5, True])
+def test_bad_thread_counts(tiny_model_dir, threads):
+    with pytest.raises(ValueError, match=f"onnxruntime backend: threads must be a positive int, got {threads!r}"):
+        ganserve.Generator.load(tiny_model_dir, backend="onnxruntime", device="cpu", threads=threads)
