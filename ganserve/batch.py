@@ -83,7 +83,7 @@ class RunParams:
 
     @property
     def num_shard_files(self) -> int:
-        return -(-self.n // self.shard_size)
+        return shard_count(self.n, self.shard_size)
 
 
 class Interrupted(Exception):
@@ -100,6 +100,11 @@ def shard_range(shard: int, n: int, shard_size: int) -> tuple[int, int]:
     return start, min(n, start + shard_size)
 
 
+def shard_count(n: int, shard_size: int) -> int:
+    """Shards of a run of `n` images (integer ceiling: exact beyond 2**53, unlike math.ceil(n / size))."""
+    return -(-n // shard_size)
+
+
 def shards_for(n: int, shard_size: int, shard_index: int = 0, num_shards: int = 1) -> range:
     """The shards process `shard_index` of `num_shards` makes: shard_index, +num_shards, ... (a range:
     a run may have more shards than fit in memory as a list)."""
@@ -107,7 +112,7 @@ def shards_for(n: int, shard_size: int, shard_index: int = 0, num_shards: int = 
     if not isinstance(shard_index, int) or not 0 <= shard_index < num_shards:
         raise ValueError(f"--shard-index must be in [0, {num_shards - 1}] for --num-shards {num_shards}, "
                          f"got {shard_index}")
-    return range(shard_index, -(-n // shard_size), num_shards)
+    return range(shard_index, shard_count(n, shard_size), num_shards)
 
 
 def _length(shards: range) -> int:
@@ -117,7 +122,7 @@ def _length(shards: range) -> int:
 
 def images_in(shards: range, n: int, shard_size: int) -> int:
     """Images in `shards` (from `shards_for`), without listing them: all are full but the run's last."""
-    last = -(-n // shard_size) - 1
+    last = shard_count(n, shard_size) - 1
     return _length(shards) * shard_size - ((last + 1) * shard_size - n if last in shards else 0)
 
 
@@ -139,9 +144,6 @@ def prepare(out: Path, params: RunParams) -> None:
     if others and not path.exists():  # (lost+found: the root of a mounted volume, an --out in Kubernetes, has one)
         raise ValueError(f"{out} is not empty and holds no run of `ganserve generate` (no {PARAMS_NAME}); "
                          f"use an empty or new folder as --out")
-    if path.exists():  # temporary files of a killed run (nobody creates generate.json any more)
-        for stale in [*out.glob(f".{PARAMS_NAME}.*.tmp"), *out.glob(f".{MANIFEST_NAME}.*.tmp")]:
-            stale.unlink(missing_ok=True)
     document = {"ganserve_generate": 1, **asdict(params), "image_shape": list(params.image_shape)}
     if not path.exists():
         tmp = temp_name(path)
@@ -150,8 +152,15 @@ def prepare(out: Path, params: RunParams) -> None:
             os.link(tmp, path)  # fails if another process created it first: then compare with theirs
         except FileExistsError:
             pass
+        except FileNotFoundError:  # a process starting beside this one removed our temp file, below
+            if not path.exists():
+                raise
         finally:
             tmp.unlink(missing_ok=True)
+    # Temporary files of killed runs. generate.json exists now; a process that is about to link its own
+    # copy and loses it here finds generate.json, as above.
+    for stale in [*out.glob(f".{PARAMS_NAME}.*.tmp"), *out.glob(f".{MANIFEST_NAME}.*.tmp")]:
+        stale.unlink(missing_ok=True)
     try:
         existing = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:

@@ -183,7 +183,7 @@ def arithmetic(terms: Sequence[tuple[float, Sequence[LatentRef] | np.ndarray]], 
     result = (np.asarray(weights)[:, None] * means).sum(axis=0).astype(np.float32)
     noise = make_latents(neighbors, dim, seed=jitter_seed)  # (neighbors, D)
     with np.errstate(over="ignore"):
-        jittered = (result + np.float64(jitter) * noise).astype(np.float32)
+        jittered = (result + np.float32(jitter) * noise).astype(np.float32)
     if not np.isfinite(jittered).all():
         raise ValueError(f"jitter {jitter} is too large: the neighbours' latents overflow float32")
     return ArithmeticLatents(means, tuple(weights), result, jittered)

@@ -16,7 +16,8 @@ import pytest
 from PIL import Image
 
 from ganserve import Generator
-from ganserve.batch import _named, generate, images_in, shard_range, shards_for
+from ganserve import batch
+from ganserve.batch import RunParams, _named, generate, images_in, prepare, shard_range, shards_for
 from ganserve.encode import EncoderError
 from ganserve.latents import max_index
 
@@ -144,6 +145,33 @@ def test_bad_parameters(tmp_path, gen, kwargs, message):
     with pytest.raises(ValueError, match=message):
         generate(gen, tmp_path / "o", **args)
     assert not (tmp_path / "o").exists()
+
+
+def test_processes_starting_together_agree_on_generate_json(tmp_path, monkeypatch):
+    """Process A finds no generate.json and writes its temporary copy; then B creates generate.json
+    and C starts, and they remove the temporary files they find, A's too; A, linking its copy, must
+    then use B's."""
+    out, params = tmp_path / "o", RunParams(4, 0, 2, "png", None, "m", "c", (1, 28, 28))
+    link, others = os.link, []
+
+    def racing_link(src, dst):
+        if not others:
+            others.append("B and C")
+            prepare(out, params)  # B, in between A's write and A's link
+            prepare(out, params)  # C
+        return link(src, dst)
+
+    monkeypatch.setattr(batch.os, "link", racing_link)
+    prepare(out, params)
+    assert sorted(p.name for p in out.iterdir()) == ["generate.json", "manifest"]  # no temporary file left
+
+
+def test_a_temporary_generate_json_of_a_killed_start_is_removed(tmp_path):
+    out, params = tmp_path / "o", RunParams(4, 0, 2, "png", None, "m", "c", (1, 28, 28))
+    out.mkdir()
+    (out / ".generate.json.0123abcd.tmp").write_text("{}")  # killed between writing it and linking it
+    prepare(out, params)
+    assert sorted(p.name for p in out.iterdir()) == ["generate.json", "manifest"]
 
 
 @pytest.mark.parametrize("fmt", ["png", "tar"])
@@ -357,18 +385,26 @@ def test_unwritable_output(tmp_path, capsys, tiny_model_dir):
 def test_full_disk_records_no_unfinished_shard(tmp_path, gen, fmt, workers):
     full = tmp_path / "full"
     full.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(full)], capture_output=True).returncode:
+    # 512 KiB: room for a few shards of each format (a PNG takes a 4 KiB page), not for all 1000 images
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(full)], capture_output=True).returncode:
         pytest.skip("cannot mount a small tmpfs here")
     try:
         with pytest.raises(OSError) as failure:
-            generate(gen, full / "o", n=400, shard_size=50, fmt=fmt, workers=workers, log=lambda _: None)
+            generate(gen, full / "o", n=1000, shard_size=50, fmt=fmt, workers=workers, log=lambda _: None)
         assert failure.value.errno == 28 and str(full / "o") in str(failure.value)  # the user's path, not a temp
         assert ".tmp" not in str(failure.value)
         recorded = [json.loads(p.read_text()) for p in (full / "o" / "manifest").glob("shard-*.json")]
+        assert recorded  # shards finished before the disk filled: each must be whole
         for r in recorded:  # whatever is recorded is whole on disk
+            shard = full / "o" / r["path"]
             if fmt == "npz":
-                with np.load(full / "o" / r["path"]) as data:
+                with np.load(shard) as data:
                     assert len(data["indices"]) == r["count"]
+            elif fmt == "tar":
+                with tarfile.open(shard) as tar:
+                    assert len([m for m in tar.getnames() if m.endswith(".png")]) == r["count"]
+            else:
+                assert len([Image.open(p).size for p in shard.iterdir()]) == r["count"]
         assert not [p for p in (full / "o").rglob("*") if p.name.endswith(".tmp")]
     finally:
         subprocess.run(["umount", str(full)], check=False)

@@ -118,7 +118,6 @@ def main() -> None:
     from ganserve._files import write_json
     from ganserve.images import make_grid, save_image
 
-    
     G, D = seed_models(args.preset)
     images = load_dataset(args.data).to_tensor(G.config.output_shape)
     result = seed_loop(G, D, images, steps=args.images // 64, seed=args.seed, device=args.device, log=print,

@@ -51,7 +51,7 @@ def load_classifier(path: Path = CLASSIFIER_WEIGHTS) -> Classifier:
 
     if not path.is_file():
         raise FileNotFoundError(f"classifier weights not found: {path} (train them with "
-                                f"`python -m ganserve.training.classifier`)")
+                                f"`python -m ganserve.training.classifier --out {path.parent}`)")
     net = Classifier()
     net.load_state_dict(load_file(str(path)))
     return net.eval()

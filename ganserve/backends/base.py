@@ -11,13 +11,6 @@ from ..images import to_uint8
 from ..model_io import Model
 
 
-def check_positive_int(backend: str, name: str, value: Any) -> int:
-    """`value` if it is a positive int (not a bool), else a ValueError naming the backend's option."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{backend} backend: {name} must be a positive int, got {value!r}")
-    return value
-
-
 class Backend(abc.ABC):
     """Runs a generator's forward pass on one device.
 

@@ -32,7 +32,8 @@ from ..config import param_shapes
 from ..errors import BackendUnavailableError
 from ..fold import batch_norm_affine, fold_batch_norm
 from ..images import to_uint8
-from .base import Backend, check_positive_int
+from ..latents import check_index
+from .base import Backend
 
 Op = Callable[[np.ndarray], np.ndarray]
 _F32 = np.float32
@@ -59,9 +60,9 @@ class NumpyBackend(Backend):
         if options:
             raise TypeError(f"numpy backend: unknown option(s) {sorted(options)}; "
                             f"valid: ['workspace_mb', 'threads']")
-        check_positive_int("numpy", "workspace_mb", workspace_mb)
-        if threads is not None:  # None: every usable CPU
-            check_positive_int("numpy", "threads", threads)
+        check_index(workspace_mb, "numpy backend: workspace_mb", minimum=1)
+        if threads is not None:  # None or 0: every usable CPU
+            check_index(threads, "numpy backend: threads")
         folded, weights = fold_batch_norm(model.config, model.weights)
         shapes = folded.layer_shapes()
         self.ops: list[Op] = []

@@ -16,9 +16,10 @@ import numpy as np
 
 from .._system import usable_cpus
 from ..errors import BackendUnavailableError, ModelFormatError, first_line, missing_package
+from ..latents import check_index
 from ..model_io import ONNX_FP16_NAME, ONNX_NAME, Model
 from ._cuda import cuda_device_count
-from .base import Backend, check_positive_int
+from .base import Backend
 
 _FILES = {"fp32": ONNX_NAME, "fp16": ONNX_FP16_NAME}
 
@@ -84,8 +85,9 @@ class OnnxRuntimeBackend(Backend):
         self.io_binding = use_cuda if io_binding is None else bool(io_binding)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        threads = usable_cpus() if threads is None else check_positive_int("onnxruntime", "threads", threads)
-        options.intra_op_num_threads = threads
+        if threads is not None:
+            check_index(threads, "onnxruntime backend: threads")
+        options.intra_op_num_threads = threads or usable_cpus()  # None or 0: every usable CPU
         options.log_severity_level = 3  # errors only
         providers: list[Any] = ["CPUExecutionProvider"]
         if use_cuda:
@@ -164,7 +166,7 @@ class OnnxRuntimeBackend(Backend):
         return self._run(z, "images")
 
     def run_uint8(self, z: np.ndarray) -> np.ndarray:
-        if "images_uint8" in self.outputs:
+        if "images_uint8" in self.outputs:  # NaN output is not detected here: the graph casts it to a byte
             return self._run(z, "images_uint8")
         return super().run_uint8(z)
 

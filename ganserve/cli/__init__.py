@@ -98,7 +98,7 @@ def _os_error_line(error: OSError) -> str:
 
 def _one_line(error: BaseException) -> str:
     if isinstance(error, MemoryError):  # numpy's says what it failed to allocate; Python's says nothing
-        return " ".join(f"not enough memory for this request: {error or 'out of memory'}".split())
+        return " ".join(f"not enough memory for this request: {str(error) or 'out of memory'}".split())
     if isinstance(error, OSError) and error.strerror and isinstance(error.filename, (str, os.PathLike)):
         text = _os_error_line(error)
     else:

@@ -73,7 +73,16 @@ def test_a_graph_with_other_inputs_or_outputs(model_copy, rename, message):
         _load(model_copy)
 
 
-@pytest.mark.parametrize("threads", [0, -1, 1.5, True])
-def test_bad_thread_counts(tiny_model_dir, threads):
-    with pytest.raises(ValueError, match=f"onnxruntime backend: threads must be a positive int, got {threads!r}"):
+@pytest.mark.parametrize("threads,error,message", [(-1, ValueError, "must be at least 0, got -1"),
+                                                   (1.5, TypeError, "must be an int, got float 1.5"),
+                                                   (True, TypeError, "must be an int, got bool True")])
+def test_bad_thread_counts(tiny_model_dir, threads, error, message):
+    with pytest.raises(error, match=f"onnxruntime backend: threads {message}"):
         ganserve.Generator.load(tiny_model_dir, backend="onnxruntime", device="cpu", threads=threads)
+
+
+def test_zero_threads_means_every_cpu(tiny_model_dir):
+    from ganserve._system import usable_cpus
+
+    gen = ganserve.Generator.load(tiny_model_dir, backend="onnxruntime", device="cpu", threads=0)
+    assert gen._backend.session.get_session_options().intra_op_num_threads == usable_cpus()
