@@ -142,7 +142,8 @@ def prepare(out: Path, params: RunParams) -> None:
     # Listed before generate.json is looked for: a run's other files appear only once it exists.
     others = [p for p in out.iterdir() if _final_name(p.name) != PARAMS_NAME and p.name != "lost+found"]
     if others and not path.exists():  # (lost+found: the root of a mounted volume, an --out in Kubernetes, has one)
-        raise ValueError(f"{out} is not empty and holds no run of `ganserve generate` (no {PARAMS_NAME}); "
+        names = ", ".join(sorted(p.name for p in others)[:3]) + (", ..." if len(others) > 3 else "")
+        raise ValueError(f"{out} is not empty ({names}) and holds no run of `ganserve generate` (no {PARAMS_NAME}); "
                          f"use an empty or new folder as --out")
     document = {"ganserve_generate": 1, **asdict(params), "image_shape": list(params.image_shape)}
     if not path.exists():

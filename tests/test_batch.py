@@ -182,7 +182,7 @@ def test_refuses_a_folder_that_holds_no_run(tmp_path, gen, fmt):
     (out / "shard-000000.tar").write_text("precious")
     (out / "shard-000001" / "important.txt").write_text("x")
     before = tree(out)
-    with pytest.raises(ValueError, match=f"{out} is not empty and holds no run"):
+    with pytest.raises(ValueError, match=rf"{out} is not empty \(shard-000000.tar, shard-000001\) and holds no run"):
         generate(gen, out, n=20, shard_size=10, fmt=fmt, log=lambda _: None, workers=0)
     assert tree(out) == before and sorted(p.name for p in out.iterdir()) == ["shard-000000.tar", "shard-000001"]
     (tmp_path / "empty").mkdir()  # an empty folder is fine
