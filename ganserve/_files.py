@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Any, Iterator
@@ -13,6 +14,28 @@ from typing import Any, Iterator
 def temp_name(path: Path) -> Path:
     """A hidden, unique sibling of `path` to write into before renaming."""
     return path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+
+
+_TEMP = re.compile(r"\.(.+)\.[0-9a-f]{8}\.tmp")  # what temp_name() makes: .{final name}.{8 hex digits}.tmp
+
+
+def final_name(name: str) -> str:
+    """The name a temporary file or folder (see `temp_name`) is renamed to; other names as they are."""
+    m = _TEMP.fullmatch(name)
+    return m[1] if m else name
+
+
+def named_os_error(error: BaseException, target: Path) -> BaseException:
+    """An OSError as the user should read it: about the final names of the temporary ones in its
+    path, or about `target` (what is being written) when it names no file (a write to a full disk)."""
+    if not isinstance(error, OSError) or error.errno is None:  # not from a system call: as it is
+        return error
+    if error.filename is None:
+        return OSError(error.errno, error.strerror, str(target))
+    parts = Path(os.fsdecode(error.filename)).parts
+    if not any(_TEMP.fullmatch(part) for part in parts):
+        return error
+    return OSError(error.errno, error.strerror, str(Path(*map(final_name, parts))))
 
 
 @contextlib.contextmanager
@@ -32,9 +55,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.chmod(tmp, 0o644)  # some writers create private files; models are meant to be shared
         os.replace(tmp, path)
     except OSError as e:
-        if e.errno is None or (e.filename is not None and Path(e.filename) != tmp):
+        named = named_os_error(e, path)
+        if named is e:
             raise
-        raise OSError(e.errno, e.strerror, str(path)) from None
+        raise named from None
     finally:
         tmp.unlink(missing_ok=True)
     fsync_dir(path.parent)

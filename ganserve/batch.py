@@ -42,7 +42,8 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from ._files import atomic_path, dumps_json, fsync_dir, sync_filesystem, temp_name, write_json
+from ._files import (atomic_path, dumps_json, final_name, fsync_dir, named_os_error, sync_filesystem, temp_name,
+                     write_json)
 from ._system import usable_cpus
 from .encode import EncoderError, EncoderPool, encode_batch
 from .errors import plural
@@ -57,7 +58,6 @@ MAX_COMMITS = 2  # finished shards waiting to be flushed and recorded
 STOP_CHECK_SECONDS = 0.5  # how often a wait for the encoders checks for SIGINT/SIGTERM
 RECORD_KEYS = {"shard", "start", "stop", "count", "path", "format", "sha256", "seed", "truncation", "model_hash",
                "config_sha256"}  # what every record holds ("backend" too, since it is recorded)
-_TEMP = re.compile(r"\.(.+)\.[0-9a-f]{8}\.tmp")  # temp_name(): .{final name}.{8 hex digits}.tmp
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ def prepare(out: Path, params: RunParams) -> None:
     out.mkdir(parents=True, exist_ok=True)
     path = out / PARAMS_NAME
     # Listed before generate.json is looked for: a run's other files appear only once it exists.
-    others = [p for p in out.iterdir() if _final_name(p.name) != PARAMS_NAME and p.name != "lost+found"]
+    others = [p for p in out.iterdir() if final_name(p.name) != PARAMS_NAME and p.name != "lost+found"]
     if others and not path.exists():  # (lost+found: the root of a mounted volume, an --out in Kubernetes, has one)
         names = ", ".join(sorted(p.name for p in others)[:3]) + (", ..." if len(others) > 3 else "")
         raise ValueError(f"{out} is not empty ({names}) and holds no run of `ganserve generate` (no {PARAMS_NAME}); "
@@ -173,12 +173,6 @@ def prepare(out: Path, params: RunParams) -> None:
         raise ValueError(f"{out} holds a run made with {what} ({detail}); refusing to mix them: "
                          f"use another --out, or delete {out}")
     (out / MANIFEST_DIR).mkdir(exist_ok=True)
-
-
-def _final_name(name: str) -> str:
-    """The name a temporary file or folder (see `temp_name`) is renamed to; other names as they are."""
-    m = _TEMP.fullmatch(name)
-    return m[1] if m else name
 
 
 def _shard_number(name: str, suffix: str) -> int | None:
@@ -216,8 +210,8 @@ def clean_unfinished(out: Path, params: RunParams, mine: range, done: set[int]) 
     suffix = "" if params.format == "png" else f".{params.format}"
     for folder, ext in ((out, suffix), (out / MANIFEST_DIR, ".json")):
         for path in folder.iterdir():
-            temporary = path.name != _final_name(path.name)
-            shard = _shard_number(_final_name(path.name), ext)
+            temporary = path.name != final_name(path.name)
+            shard = _shard_number(final_name(path.name), ext)
             if shard is None or shard not in mine or (shard in done and not temporary):
                 continue
             if folder == out and not temporary and not _made_here(path, shard, params):
@@ -256,26 +250,13 @@ def write_manifest(out: Path, params: RunParams) -> Path:
     return out / MANIFEST_NAME
 
 
-def _named(error: BaseException, out: Path) -> BaseException:
-    """An OSError as the user should read it: about the final name of a temporary one (a shard, or a
-    file in a shard folder), or about `out` when it names no file (a write to a full disk)."""
-    if not isinstance(error, OSError) or error.errno is None:  # not from a system call: as it is
-        return error
-    if error.filename is None:
-        return OSError(error.errno, error.strerror, str(out))
-    parts = Path(os.fsdecode(error.filename)).parts
-    if not any(_TEMP.fullmatch(part) for part in parts):
-        return error
-    return OSError(error.errno, error.strerror, str(Path(*map(_final_name, parts))))
-
-
 @contextlib.contextmanager
 def _user_paths(out: Path) -> Iterator[None]:
-    """Raise OSErrors about temporary names as `_named` says."""
+    """Raise OSErrors about temporary names, or no file, as `named_os_error` says (about `out`)."""
     try:
         yield
     except OSError as e:
-        named = _named(e, out)
+        named = named_os_error(e, out)
         if named is e:
             raise
         raise named from None
@@ -571,7 +552,7 @@ def generate(gen, out: str | os.PathLike, *, n: int, seed: int = 0, shard_size: 
         committer.shutdown(wait=True)
         for commit in commits:  # shards handed over before the failure: committed, or say why not
             if commit.exception() is not None:
-                log(f"shard not recorded (a re-run makes it again): {_named(commit.exception(), out)}")
+                log(f"shard not recorded (a re-run makes it again): {named_os_error(commit.exception(), out)}")
         raise
     finally:
         committer.shutdown(wait=True)  # complete shards already handed over are committed

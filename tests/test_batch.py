@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ganserve import Generator
-from ganserve import batch
-from ganserve.batch import RunParams, _named, generate, images_in, prepare, shard_range, shards_for
+from ganserve import Generator, batch
+from ganserve._files import named_os_error
+from ganserve.batch import RunParams, generate, images_in, prepare, shard_range, shards_for
 from ganserve.encode import EncoderError
 from ganserve.latents import max_index
 
@@ -248,10 +248,10 @@ def test_user_paths_replace_temporary_names():
         (OSError(28, "No space left on device"), "No space left on device: 'b/ro2'"),
         (PermissionError(13, "Permission denied", "b/ro2/.generate.json.3633837b.tmp"), "'b/ro2/generate.json'"),
     ]:
-        named = _named(error, out)
+        named = named_os_error(error, out)
         assert type(named) is type(error) and str(named).endswith(message) and ".tmp" not in str(named)
     error = EncoderError("PNG encoder process 12 died")
-    assert _named(error, out) is error
+    assert named_os_error(error, out) is error
 
 
 def _cmd(model, out, *extra):
