@@ -20,21 +20,30 @@ from ganserve.training.evaluate import reference_images
 from ganserve.training.metrics import Evaluator
 
 
+def score_model(path: str, samples: int = 10_000, data: str = "fashion-mnist",
+                evaluators: dict | None = None) -> dict:
+    """{"model", "eval_mode": {"fd", "cs"}, "train_mode": {"fd", "cs"}} of one model directory."""
+    evaluators = {} if evaluators is None else evaluators
+    model = load_model(path)
+    shape = model.config.output_shape
+    if shape not in evaluators:
+        evaluators[shape] = Evaluator(reference_images(data, shape))
+    evaluator = evaluators[shape]
+    eval_mode = evaluator.score(Generator.load(path, backend="numpy").sample(samples, seed=0))
+    net = load_weights(build_generator(model.config), model.weights)
+    train_mode = evaluator.score(train_mode_samples(net, samples, batch_size=64, seed=0))
+    return {"model": str(path), "eval_mode": eval_mode, "train_mode": train_mode}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+")
     parser.add_argument("--samples", type=int, default=10_000)
     parser.add_argument("--data", default="fashion-mnist")
     args = parser.parse_args()
-    evaluators: dict[tuple, Evaluator] = {}
+    evaluators: dict = {}
     for path in args.models:
-        model = load_model(path)
-        shape = model.config.output_shape
-        evaluator = evaluators.setdefault(shape, Evaluator(reference_images(args.data, shape)))
-        eval_mode = evaluator.score(Generator.load(path, backend="numpy").sample(args.samples, seed=0))
-        net = load_weights(build_generator(model.config), model.weights)
-        train_mode = evaluator.score(train_mode_samples(net, args.samples, batch_size=64, seed=0))
-        print(json.dumps({"model": path, "eval_mode": eval_mode, "train_mode": train_mode}))
+        print(json.dumps(score_model(path, args.samples, args.data, evaluators)), flush=True)
 
 
 if __name__ == "__main__":

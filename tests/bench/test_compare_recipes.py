@@ -1,0 +1,71 @@
+"""bench/compare_recipes.py: the plan, the table, and one real run of both recipes on digits."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+sys.path.insert(0, str(BENCH))
+compare = pytest.importorskip("compare_recipes")
+
+
+def test_parse_network():
+    assert compare.parse_network("upconv32") == ("upconv32", None)
+    assert compare.parse_network("dcgan28:48") == ("dcgan28", 48)
+    for bad in ("", ":48", "dcgan28:", "dcgan28:x", "dcgan28:-4", "dcgan28:0"):
+        with pytest.raises(argparse.ArgumentTypeError, match="PRESET or PRESET:WIDTH"):
+            compare.parse_network(bad)
+
+
+def _run(recipe, network, seed, fd_eval, fd_train, cs=5.0):
+    kinds = {"as sampled": (fd_eval, fd_train)} if recipe == "seeds" else {
+        "as sampled": (fd_eval, fd_train), "raw": (fd_eval + 1, fd_train + 1)}
+    return {"recipe": recipe, "network": network, "seed": seed, "scores": {
+        kind: {"eval_mode": {"fd": e, "cs": cs}, "train_mode": {"fd": t, "cs": cs - 1}} for kind, (e, t) in kinds.items()}}
+
+
+def test_rows_use_the_mode_each_recipe_is_sampled_in():
+    runs = [_run("seeds", "upconv32", 0, 9.0, 7.0), _run("ganserve", "dcgan28-w48", 0, 5.0, 6.0),
+            _run("seeds", "upconv32", 1, 9.5, 8.0), _run("ganserve", "dcgan28-w48", 1, 8.5, 6.5)]
+    table = {(r["recipe"], r["kind"]): r for r in compare.rows(runs)}
+    seeds, ours, raw = table["seeds", "as sampled"], table["ganserve", "as sampled"], table["ganserve", "raw"]
+    assert seeds["fd"] == [7.0, 8.0] and seeds["cs"] == [4.0, 4.0]  # train mode, as the seeds' script samples
+    assert ours["fd"] == [5.0, 8.5] and ours["cs"] == [5.0, 5.0]  # eval mode, as Generator.sample
+    assert raw["fd"] == [7.0, 7.5]  # the raw generator sampled as the seeds' script would
+    assert seeds["fd_mean"] == 7.5 and ours["fd_mean"] == 6.75
+    [verdict] = compare.verdicts(list(table.values()))
+    assert "mean FD 6.750 against the seeds' 7.500 (0.90x); lower for 1 of 2 seeds" in verdict
+    assert verdict.endswith("every ganserve run below every seeds' run: no")
+    text = compare.markdown(list(table.values()), 128_000)
+    assert "| seeds, `upconv32` | train mode | 7.00 / 8.00 | 7.50 |" in text
+    assert "| ganserve, `dcgan28-w48`, raw generator (no EMA) | train mode | 7.00 / 7.50 |" in text
+
+
+@pytest.mark.slow
+def test_a_real_comparison_runs_resumes_and_scores(tmp_path):
+    out = tmp_path / "cmp"
+    command = [sys.executable, str(BENCH / "compare_recipes.py"), "--images", "64", "--seeds", "0", "--data", "digits",
+               "--ours", "dcgan28:8", "--samples", "64", "--jobs", "2", "--out", str(out)]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stdout + first.stderr
+    report = json.loads((out / "compare.json").read_text())
+    assert {(r["recipe"], r["network"], r["kind"]) for r in report["rows"]} == {
+        ("seeds", "upconv32", "as sampled"), ("ganserve", "dcgan28-w8", "as sampled"), ("ganserve", "dcgan28-w8", "raw")}
+    for row in report["rows"]:
+        assert row["seeds"] == [0] and all(math.isfinite(v) and v > 0 for v in row["fd"] + row["cs"])
+    assert (out / "compare.md").read_text().startswith("64 images per run")
+    model = out / "ganserve-dcgan28-w8-s0" / "model" / "config.json"
+    assert json.loads(model.read_text())["metadata"]["training"]["steps"] == 1
+    stamp = model.stat().st_mtime_ns
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "seeds-upconv32-s0: kept" in again.stdout and "ganserve-dcgan28-w8-s0: kept" in again.stdout
+    assert model.stat().st_mtime_ns == stamp
+    assert json.loads((out / "compare.json").read_text())["rows"] == report["rows"]  # scores kept, not redone
