@@ -4,13 +4,17 @@ Sources (`load_dataset(spec, ...)`):
 
 - ``fashion-mnist`` / ``fashion-mnist-test``: the IDX files of Debian's ``dataset-fashion-mnist``
   (``/usr/share/datasets/fashion-mnist``, or ``$GANSERVE_FASHION_MNIST``);
-- a path to an IDX images file (``*-images-idx3-ubyte[.gz]``);
+- a path to an IDX images file (``*-images-idx3-ubyte[.gz]``, or any name with an IDX header), or a
+  folder of them (its ``train-images-idx3-ubyte[.gz]``, or its only images file);
 - ``digits``: scikit-learn's 8x8 digits (1,797 images; for quick tests);
 - a folder of PNG/JPEG images (unreadable files are skipped and counted; with `size`, each image
-  is resized to it as it is read, so big photos never sit in memory at full resolution);
+  is resized to it as it is read, so big photos never sit in memory at full resolution; RGB if any
+  image is in colour, else grayscale; 16-bit images scaled by their full range; alpha dropped);
 - a CIFAR-10 python batch file or folder of them (read by a restricted unpickler that admits only
   plain containers and NumPy arrays, never code);
-- an ``.npz`` file with an ``images`` (or the first) array, (N, H, W), (N, H, W, C) or (N, C, H, W).
+- an ``.npz`` file with an ``images`` (or the first) array, (N, H, W), (N, H, W, C) or (N, C, H, W),
+  C = 1 to 4 (alpha dropped), of uint8, uint16, other integers in 0..255, or floats in [0, 1],
+  [-1, 1] or 0..255.
 
 Images are resized (bilinear, antialiased) and converted (gray <-> RGB) to the preset's shape.
 """
@@ -31,6 +35,11 @@ import numpy as np
 FASHION_MNIST_DIR = Path(os.environ.get("GANSERVE_FASHION_MNIST") or "/usr/share/datasets/fashion-mnist")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif"}
 NAMED = ("fashion-mnist", "fashion-mnist-train", "fashion-mnist-test", "digits")  # anything else is a path
+IDX_DTYPES = (0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E)  # the third byte of an IDX file's magic number
+IDX_IMAGES = ("-images-idx3-ubyte", "-images-idx3-ubyte.gz")
+IDX_TRAIN = tuple("train" + suffix for suffix in IDX_IMAGES)
+GRAY_MODES = ("1", "L", "LA", "La", "I", "F")  # Pillow modes without colour (and the "I;16" ones)
+RANGE_HINT = "scale it to 0..255 (uint8), or save floats in [0, 1] or [-1, 1]"
 
 
 @dataclass
@@ -53,7 +62,7 @@ def load_dataset(spec: str | os.PathLike, limit: int | None = None, size: tuple[
     spec = check_spec(spec)
     if spec in NAMED[:3]:
         split = "t10k" if spec.endswith("test") else "train"
-        data = Dataset(read_idx(_fashion_file(f"{split}-images-idx3-ubyte.gz"))[..., None], spec)
+        data = Dataset(_idx_images(_fashion_file(f"{split}-images-idx3-ubyte.gz")), spec)
     elif spec == "digits":
         data = _digits()
     else:
@@ -89,9 +98,8 @@ def fashion_mnist_labels(split: str = "train") -> np.ndarray:
 
 def read_idx(path: Path) -> np.ndarray:
     """An IDX file (optionally gzipped) as a uint8 array: (N, H, W) images or (N,) labels."""
-    opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rb") as f:
+        with _open_idx(path) as f:
             data = f.read()
     except (OSError, EOFError) as e:
         raise ValueError(f"{path}: cannot read IDX file ({e})") from None
@@ -107,6 +115,46 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(bytearray(data), dtype=np.uint8, offset=header).reshape(dims)
 
 
+def _open_idx(path: Path):
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def _idx_ndim(path: Path) -> int | None:
+    """The number of dimensions an IDX file's magic number (0, 0, dtype code, ndim) declares, or None
+    if `path` does not start with one."""
+    try:
+        with _open_idx(path) as f:
+            magic = f.read(4)
+    except (OSError, EOFError):
+        return None
+    if len(magic) == 4 and magic[:2] == b"\0\0" and magic[2] in IDX_DTYPES and magic[3] > 0:
+        return magic[3]
+    return None
+
+
+def _idx_images(path: Path) -> np.ndarray:
+    """An IDX images file as uint8 (N, H, W, 1); a labels file or any other shape is refused."""
+    array = read_idx(path)
+    if array.ndim != 3:
+        what = "labels" if array.ndim == 1 else f"a {array.ndim}-d array"
+        raise ValueError(f"{path}: IDX file holds {what} of shape {array.shape}, not images (N, H, W); "
+                         f"pass a *-images-idx3-ubyte file")
+    return array[..., None]
+
+
+def _idx_images_in(folder: Path) -> Path | None:
+    """The IDX images file to load from `folder`: its training split, or its only images file."""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() not in IMAGE_SUFFIXES
+                   and (p.name.endswith(IDX_IMAGES) or _idx_ndim(p) == 3))
+    train = [p for p in files if p.name in IDX_TRAIN]
+    if train:
+        return train[0]
+    if len(files) > 1:
+        raise ValueError(f"{folder}: {len(files)} IDX images files and none named train-images-idx3-ubyte[.gz]: "
+                         f"{', '.join(p.name for p in files)}; pass one of them")
+    return files[0] if files else None
+
+
 def _digits() -> Dataset:
     try:
         from sklearn.datasets import load_digits
@@ -120,12 +168,10 @@ def _from_path(path: Path, size: tuple[int, int] | None = None) -> Dataset:
     if not path.exists():
         raise FileNotFoundError(f"data not found: {path}")
     if path.is_dir():
-        if any(path.glob("data_batch_*")) or any(path.glob("test_batch")):
-            return _cifar(sorted(path.glob("data_batch_*")) or [path / "test_batch"], str(path))
-        return _image_folder(path, size=size)
+        return _from_folder(path, size)
     name = path.name
-    if "idx3-ubyte" in name:
-        return Dataset(read_idx(path)[..., None], str(path))
+    if "idx3-ubyte" in name or _idx_ndim(path) is not None:
+        return Dataset(_idx_images(path), str(path))
     if path.suffix == ".npz":
         return _npz(path)
     if name.startswith(("data_batch", "test_batch")):
@@ -135,6 +181,15 @@ def _from_path(path: Path, size: tuple[int, int] | None = None) -> Dataset:
     raise ValueError(f"{path}: unknown data format; expected an image folder, IDX, .npz or CIFAR-10 batch")
 
 
+def _from_folder(folder: Path, size: tuple[int, int] | None) -> Dataset:
+    if any(folder.glob("data_batch_*")) or any(folder.glob("test_batch")):
+        return _cifar(sorted(folder.glob("data_batch_*")) or [folder / "test_batch"], str(folder))
+    idx = _idx_images_in(folder)
+    if idx is not None:
+        return Dataset(_idx_images(idx), str(idx))
+    return _image_folder(folder, size=size)
+
+
 def _image_folder(folder: Path, files: list[Path] | None = None, size: tuple[int, int] | None = None
                   ) -> Dataset:
     from PIL import Image, UnidentifiedImageError
@@ -142,23 +197,53 @@ def _image_folder(folder: Path, files: list[Path] | None = None, size: tuple[int
     files = files or sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise ValueError(f"{folder}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    images, skipped, mode = [], 0, None
+    images, skipped = [], 0
     wh = (size[1], size[0]) if size else None  # Pillow speaks (width, height)
     for file in files:
         try:
-            with Image.open(file) as im:
-                im.load()
-                mode = mode or ("L" if im.mode in ("1", "L", "I;16", "I") else "RGB")
-                im = im.convert(mode)
-                wh = wh or im.size
-                if im.size != wh:  # Pillow's bilinear filter widens with the scale: antialiased
-                    im = im.resize(wh, Image.BILINEAR)
-                images.append(np.asarray(im, dtype=np.uint8).reshape(wh[1], wh[0], -1))
+            images.append(_read_image(file, wh))
         except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError):
             skipped += 1  # DecompressionBombError: a header claiming more pixels than Pillow allows
+            continue
+        wh = wh or images[-1].shape[1::-1]
     if not images:
         raise ValueError(f"{folder}: none of the {len(files)} image files could be read")
-    return Dataset(np.stack(images), str(folder), skipped)
+    return Dataset(_stack(images), str(folder), skipped)
+
+
+def _read_image(file: Path, wh: tuple[int, int] | None) -> np.ndarray:
+    """uint8 (H, W, 1) if the image is grayscale, else (H, W, 3); resized to `wh` = (W, H) if given."""
+    from PIL import Image
+
+    with Image.open(file) as im:
+        im.load()
+        im = _to_8bit(im)
+    if wh and im.size != wh:  # Pillow's bilinear filter widens with the scale: antialiased
+        im = im.resize(wh, Image.BILINEAR)
+    return np.asarray(im, dtype=np.uint8).reshape(im.size[1], im.size[0], -1)
+
+
+def _to_8bit(im):
+    """A Pillow image as "L" if its mode has no colour (16-bit ones scaled by their full range), else as
+    "RGB" (alpha dropped)."""
+    from PIL import Image
+
+    if im.mode == "I" or im.mode.startswith("I;16"):
+        return Image.fromarray(_scale_16bit(np.asarray(im)))
+    return im.convert("L" if im.mode in GRAY_MODES else "RGB")
+
+
+def _scale_16bit(array: np.ndarray) -> np.ndarray:
+    """Values 0..65535 (any integer dtype; others clipped) to uint8 0..255, rounded."""
+    return ((np.clip(array, 0, 65535).astype(np.uint32) + 128) // 257).astype(np.uint8)
+
+
+def _stack(images: list[np.ndarray]) -> np.ndarray:
+    """(N, H, W, C): C = 3 if any image is in colour (grayscale ones are then replicated), else 1."""
+    out = np.empty((len(images), *images[0].shape[:2], max(im.shape[-1] for im in images)), np.uint8)
+    for i, im in enumerate(images):
+        out[i] = im  # (H, W, 1) broadcasts to (H, W, 3)
+    return out
 
 
 def _npz(path: Path) -> Dataset:
@@ -173,21 +258,46 @@ def _npz(path: Path) -> Dataset:
             arr = data[key]
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
         raise ValueError(f"{path}: cannot read .npz ({e})") from None
+    what = f"{path}: array {key!r}"
+    return Dataset(_npz_pixels(_npz_layout(arr, what), what), str(path))
+
+
+def _npz_layout(arr: np.ndarray, what: str) -> np.ndarray:
+    """`arr` as (N, H, W, 1 or 3), alpha dropped as Pillow's convert does for image folders. `what`
+    names the array in errors."""
+    shape = arr.shape
     if arr.ndim == 3:
         arr = arr[..., None]
-    if arr.ndim != 4:
-        raise ValueError(f"{path}: array {key!r} has shape {arr.shape}; expected (N, H, W[, C])")
-    if arr.shape[1] in (1, 3) and arr.shape[-1] not in (1, 3):
-        arr = arr.transpose(0, 2, 3, 1)
-    if arr.dtype != np.uint8:
-        arr = np.asarray(arr, dtype=np.float64)
-        if not np.isfinite(arr).all():
-            raise ValueError(f"{path}: array {key!r} holds NaN or Inf values")
-        lo, hi = float(arr.min()), float(arr.max())
-        # floats in [-1, 1] or [0, 1] are rescaled; anything else is clipped to 0..255
-        scale = 127.5 if lo < 0 else (255.0 if hi <= 1.0 else 1.0)
-        arr = np.clip(np.round((arr + (1.0 if lo < 0 else 0.0)) * scale), 0, 255).astype(np.uint8)
-    return Dataset(arr, str(path))
+    if arr.ndim == 4 and arr.shape[1] in (1, 2, 3, 4) and arr.shape[-1] not in (1, 2, 3, 4):
+        arr = arr.transpose(0, 2, 3, 1)  # (N, C, H, W) -> (N, H, W, C)
+    if arr.dtype.kind not in "biuf" or arr.ndim != 4 or arr.shape[-1] not in (1, 2, 3, 4) or arr.size == 0:
+        raise ValueError(f"{what} has shape {shape} and dtype {arr.dtype}; expected numbers shaped (N, H, W), "
+                         f"(N, H, W, C) or (N, C, H, W) with C = 1 to 4 (gray, gray + alpha, RGB, RGBA)")
+    return arr[..., :3 if arr.shape[-1] >= 3 else 1]
+
+
+def _npz_pixels(arr: np.ndarray, what: str) -> np.ndarray:
+    """uint8 pixels from `arr`: uint8 as is, uint16 by its full range, other integers if in 0..255,
+    floats in [0, 1], [-1, 1] or 0..255. `what` names the array in errors."""
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.uint16:
+        return _scale_16bit(arr)
+    if arr.dtype.kind in "iu":
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < 0 or hi > 255:
+            raise ValueError(f"{what} ({arr.dtype}) holds values {lo}..{hi}, outside 0..255: {RANGE_HINT}")
+        return arr.astype(np.uint8)
+    dtype, arr = arr.dtype, np.asarray(arr, dtype=np.float64)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{what} holds NaN or Inf values")
+    lo, hi = float(arr.min()), float(arr.max())
+    tol = 0.01  # rounding error at the ends of [-1, 1] or [0, 1]
+    if lo < -1 - tol or hi > 255 + tol or (lo < 0 and hi > 1 + tol):
+        raise ValueError(f"{what} ({dtype}) holds values {lo:g}..{hi:g}, in none of [0, 1], [-1, 1] "
+                         f"or 0..255: {RANGE_HINT}")
+    offset, scale = (1.0, 127.5) if lo < 0 else (0.0, 255.0 if hi <= 1 + tol else 1.0)
+    return np.clip(np.round((arr + offset) * scale), 0, 255).astype(np.uint8)
 
 
 class _SafeUnpickler(pickle.Unpickler):

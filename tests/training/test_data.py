@@ -16,9 +16,10 @@ from ganserve.training.data import FASHION_MNIST_DIR, load_dataset, safe_unpickl
 
 
 def _idx(path, array):
+    """`array` as a uint8 IDX file, gzipped when the name ends in .gz."""
     header = struct.pack(">BBBB", 0, 0, 8, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.astype(np.uint8).tobytes())
+    data = header + array.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
     return path
 
 
@@ -37,6 +38,44 @@ def test_truncated_idx(tmp_path):
     path.write_bytes(gzip.compress(data))
     with pytest.raises(ValueError, match="IDX header says"):
         load_dataset(path)
+
+
+def _idx_folder(folder, names):
+    """IDX images files (5, 6, 6) under `names`, each with different pixels, and Debian's label files."""
+    rng = np.random.default_rng(5)
+    images = {name: rng.integers(0, 256, (5, 6, 6)) for name in names}
+    for name, array in images.items():
+        _idx(folder / name, array)
+    for split in ("train", "t10k"):
+        _idx(folder / f"{split}-labels-idx1-ubyte.gz", np.arange(5))
+    return images
+
+
+@pytest.mark.parametrize("names, loaded", [
+    (["train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz"], "train-images-idx3-ubyte.gz"),
+    (["t10k-images-idx3-ubyte", "train-images-idx3-ubyte"], "train-images-idx3-ubyte"),
+    (["pixels.bin"], "pixels.bin"),  # the only images file, known by its IDX header
+])
+def test_idx_folder_loads_the_training_split(tmp_path, names, loaded):
+    images = _idx_folder(tmp_path, names)
+    data = load_dataset(tmp_path)
+    np.testing.assert_array_equal(data.images[..., 0], images[loaded])
+    assert data.source == str(tmp_path / loaded)
+
+
+def test_idx_folder_with_several_images_files_and_no_train_one(tmp_path):
+    _idx_folder(tmp_path, ["a-images-idx3-ubyte.gz", "b-images-idx3-ubyte.gz"])
+    with pytest.raises(ValueError, match=f"{tmp_path}: .*a-images-idx3-ubyte.gz, b-images-idx3-ubyte.gz"):
+        load_dataset(tmp_path)
+
+
+def test_idx_file_known_by_its_header_and_labels_refused(tmp_path):
+    images = np.random.default_rng(6).integers(0, 256, (3, 4, 5))
+    np.testing.assert_array_equal(load_dataset(_idx(tmp_path / "pixels.dat", images)).images[..., 0], images)
+    for name in ("train-labels-idx1-ubyte.gz", "labels.bin"):
+        _idx(tmp_path / name, np.arange(7))
+        with pytest.raises(ValueError, match=f"{name}: IDX file holds labels .*not images"):
+            load_dataset(tmp_path / name)
 
 
 def test_digits_resized_to_the_preset():
@@ -64,6 +103,26 @@ def test_image_folder_resized_as_it_is_read(tmp_path):
         Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(tmp_path / f"{i}.png")
     data = load_dataset(tmp_path, size=(28, 28))
     assert data.images.shape == (2, 28, 28, 1)
+
+
+def test_16bit_grayscale_pngs_scaled_by_their_full_range(tmp_path):
+    pixels = np.linspace(0, 65535, 64).astype(np.uint16).reshape(8, 8)
+    Image.fromarray(pixels).save(tmp_path / "a.png")
+    assert Image.open(tmp_path / "a.png").mode == "I;16"
+    data = load_dataset(tmp_path)
+    np.testing.assert_array_equal(data.images[0, ..., 0], np.round(pixels / 257).astype(np.uint8))
+
+
+def test_folder_mixing_gray_and_colour_is_rgb(tmp_path):
+    rng = np.random.default_rng(7)
+    gray = rng.integers(0, 256, (8, 8), dtype=np.uint8)
+    Image.fromarray(gray).save(tmp_path / "0.png")  # read first
+    for i in range(1, 4):
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(tmp_path / f"{i}.jpg")
+    data = load_dataset(tmp_path)
+    assert data.images.shape == (4, 8, 8, 3)
+    np.testing.assert_array_equal(data.images[0], np.repeat(gray[..., None], 3, axis=-1))
+    assert data.to_tensor((1, 8, 8)).shape == (4, 1, 8, 8)  # what --channels 1 asks for
 
 
 def _png_claiming(width, height):
@@ -128,6 +187,41 @@ def test_npz_layouts_and_ranges(tmp_path):
         data = load_dataset(tmp_path / name)
         assert data.images.dtype == np.uint8 and data.images.shape[:3] == (4, 8, 8)
     np.testing.assert_array_equal(load_dataset(tmp_path / "nhwc_uint8.npz").images, cases["nhwc_uint8.npz"])
+
+
+def test_npz_16bit_and_wide_integer_values(tmp_path):
+    wide = np.linspace(0, 65535, 4 * 64).reshape(4, 8, 8)
+    np.savez(tmp_path / "u16.npz", images=wide.astype(np.uint16))
+    np.testing.assert_array_equal(load_dataset(tmp_path / "u16.npz").images[..., 0],
+                                  np.round(wide.astype(np.uint16) / 257).astype(np.uint8))
+    np.savez(tmp_path / "small_ints.npz", images=np.full((4, 8, 8), 200, np.int64))
+    assert (load_dataset(tmp_path / "small_ints.npz").images == 200).all()
+    for name, array, found in [("i32.npz", wide.astype(np.int32), "int32.* 0..65535"),
+                               ("i8.npz", np.full((4, 8, 8), -3, np.int8), "int8.* -3..-3"),
+                               ("f32.npz", wide.astype(np.float32), "float32.* 0..65535")]:
+        np.savez(tmp_path / name, images=array)
+        with pytest.raises(ValueError, match=f"{name}: .*{found}.*scale it"):
+            load_dataset(tmp_path / name)
+
+
+def test_npz_alpha_dropped_as_in_image_folders(tmp_path):
+    rng = np.random.default_rng(8)
+    for name, array, kept in [("rgba.npz", rng.integers(0, 256, (4, 8, 8, 4), dtype=np.uint8), np.s_[..., :3]),
+                              ("la_nchw.npz", rng.integers(0, 256, (4, 2, 8, 8), dtype=np.uint8), np.s_[:, :1])]:
+        np.savez(tmp_path / name, images=array)
+        expected = array[kept] if array.shape[-1] == 4 else array[kept].transpose(0, 2, 3, 1)
+        np.testing.assert_array_equal(load_dataset(tmp_path / name).images, expected)
+
+
+@pytest.mark.parametrize("array, message", [
+    (np.zeros((4, 8, 8, 5), np.uint8), r"shape \(4, 8, 8, 5\) and dtype uint8.*expected"),
+    (np.full((4, 8, 8), "a"), r"shape \(4, 8, 8\) and dtype <U1.*expected"),
+    (np.zeros((4, 8), np.float32), r"shape \(4, 8\) and dtype float32.*expected"),
+])
+def test_npz_that_holds_no_images_names_the_file_shape_and_dtype(tmp_path, array, message):
+    np.savez(tmp_path / "odd.npz", images=array)
+    with pytest.raises(ValueError, match=f"odd.npz: array 'images' has {message}"):
+        load_dataset(tmp_path / "odd.npz")
 
 
 def test_broken_npz_and_idx_files_are_one_clear_error(tmp_path):
