@@ -170,7 +170,11 @@ def _from_checkpoint(path: Path, which: str) -> Model:
     except ImportError as e:
         raise ImportError("exporting a checkpoint needs torch: pip install 'ganserve[train]'") from e
     from ganserve.training.checkpoint import load_checkpoint
-    from ganserve.training.loop import inference_generator
+    from ganserve.training.loop import (
+        exported_weights,
+        inference_generator,
+        training_metadata,
+    )
     from ganserve.training.options import TrainOptions
 
     from ganserve.config import GeneratorConfig
@@ -181,14 +185,17 @@ def _from_checkpoint(path: Path, which: str) -> Model:
         config = GeneratorConfig.from_dict(state["config"])
     except (ValueError, TypeError) as e:
         raise ModelFormatError(f"{path}: invalid architecture in checkpoint: {e}") from None
-    tensors = {k: v for k, v in state["EMA" if which == "ema" else "G"].items() if not k.endswith("num_batches_tracked")}
-    check_weights({k: v.float().numpy() for k, v in tensors.items()}, config, f"{path} ({which} weights)")
+    weights = exported_weights(state["options"], which)  # a run without EMA: its raw weights, whatever was asked
+    tensors = {k: v for k, v in state["EMA" if weights == "ema" else "G"].items()
+               if not k.endswith("num_batches_tracked")}
+    check_weights({k: v.float().numpy() for k, v in tensors.items()}, config, f"{path} ({weights} weights)")
     net = load_weights(build_generator(config), tensors)
-    opts = TrainOptions(**{k: v for k, v in state["options"].items() if k in TrainOptions.__dataclass_fields__})
-    net = inference_generator(net, opts, torch.device("cpu"))
-    metadata = {"exported_from": {"checkpoint": str(path), "step": state["step"], "weights": which},
-                "training": {"options": state["options"], "steps": state["step"]}}
-    return Model(config, export_weights(net), metadata)
+    net = inference_generator(net, TrainOptions.from_saved(state["options"]), torch.device("cpu"))
+    exported_from = {"checkpoint": str(path), "step": state["step"], "weights": weights}
+    if weights != which:
+        exported_from["note"] = f"--weights {which} was asked for, but the run kept no EMA (--ema-decay 0): " \
+                                f"these are its raw weights"
+    return Model(config, export_weights(net), {"exported_from": exported_from, **training_metadata(state, which)})
 
 
 def write_onnx(model: Model, path: Path, fp16: bool, opset: int) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import warnings
 import zipfile
 from pathlib import Path
@@ -73,7 +74,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001  (torch raises many types for a malformed file)
-        raise CheckpointError(f"{path}: truncated, corrupt or not a checkpoint ({_reason(e)})") from None
+        raise CheckpointError(load_failure(path, e, "truncated, corrupt or not a checkpoint")) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a ganserve training checkpoint")
     if state.get("version", 0) > VERSION:
@@ -94,11 +95,14 @@ def _damaged_member(path: Path) -> str | None:
         return f"its archive ({first_line(e)})"
 
 
-def _reason(error: Exception) -> str:
-    """Why torch.load refused a file, in words: torch's own message leads with advice to load it
-    unsafely; the line that names what was refused comes later."""
+def load_failure(path: Path, error: Exception, otherwise: str) -> str:
+    """Why ``torch.load(weights_only=True)`` failed on `path`, in one line of ganserve's own words:
+    torch's message for a refused pickle leads with advice to load the file unsafely, which ganserve
+    never does. `otherwise` says what the file is not, for every other failure."""
     if isinstance(error, pickle.UnpicklingError):
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-        detail = next((line for line in lines if "GLOBAL" in line or line.startswith("Unsupported")), None)
-        return f"it holds more than tensors and plain data: {detail}" if detail else "not a torch tensor file"
-    return first_line(error)
+        name = re.search(r"GLOBAL (\S+)", str(error))
+        if name or "Unsupported" in str(error):
+            return (f"{path}: refused: it holds pickled objects other than tensors and plain containers"
+                    f"{f' ({name[1]})' if name else ''}; ganserve never executes code from a file")
+        return f"{path}: {otherwise} (not a torch tensor file)"
+    return f"{path}: {otherwise} ({first_line(error)})"

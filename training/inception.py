@@ -15,6 +15,7 @@ import torch
 
 from ganserve.errors import first_line
 
+from .checkpoint import load_failure
 from .metrics import Stats, frechet_distance
 
 
@@ -26,7 +27,7 @@ def read_weights(weights: str | Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001  (any failure means: not a plain tensor file)
-        raise ValueError(f"{path}: not a PyTorch state dict of plain tensors ({first_line(e)})") from None
+        raise ValueError(load_failure(path, e, "not a PyTorch state dict of plain tensors")) from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path}: expected a state dict of tensors")
     return state

@@ -34,7 +34,8 @@ from torch import nn
 
 from ganserve import __version__
 from ganserve.config import GeneratorConfig
-from ganserve.errors import plural
+from ganserve.errors import ModelFormatError, plural
+from ganserve.model_io import load_model, save_model
 from ganserve.presets import create_config
 from ganserve.torch_model import build_generator, export_weights
 
@@ -55,6 +56,7 @@ class Trainer:
 
     def __init__(self, opts: TrainOptions, resume: bool = False, log: Callable[[str], None] = print,
                  explicit: dict[str, Any] | None = None) -> None:
+        self.started = time.perf_counter()  # this session's share of the run's wall time starts here
         self.run = Path(opts.out)
         saved = self._checkpoint_to_resume(resume)
         if saved is not None:  # run-control fields not given keep the checkpoint's (--steps above all)
@@ -76,9 +78,8 @@ class Trainer:
         data = load_dataset(opts.data, limit=opts.data_limit, size=resolution)
         channels = opts.channels or data.images.shape[-1]
         self.config = create_config(opts.preset, channels=channels, latent_dim=opts.latent_dim, width=opts.width)
-        if saved is not None and GeneratorConfig.from_dict(saved["config"]) != self.config:
-            raise ValueError(f"--resume: {self.run / 'last.pt'} holds a different architecture than "
-                             f"--preset {opts.preset} builds (check --channels, --latent-dim, --width)")
+        if saved is not None:
+            self._check_architecture(GeneratorConfig.from_dict(saved["config"]), data.source)
         self.images = data.to_tensor(self.config.output_shape)
         if len(self.images) < opts.batch_size * self.dist.world:
             raise ValueError(f"{opts.data}: {len(self.images)} images, fewer than one batch "
@@ -92,7 +93,9 @@ class Trainer:
         self.noise = torch.Generator(device).manual_seed(opts.seed * 1000 + 17 + self.dist.rank)
         self.history: list[dict[str, Any]] = []
         self.best_fd = math.inf
-        self.elapsed = 0.0
+        self.train_time = 0.0  # seconds in training steps only, over every session
+        self.wall_time_before = 0.0  # the run's wall time in earlier sessions (up to the checkpoint resumed)
+        self.command, self.hardware = _command_line(), _hardware(device)
         if saved is not None:
             self._restore(saved)
         elif self.dist.main:
@@ -115,6 +118,16 @@ class Trainer:
             raise FileExistsError(f"{self.run} already holds a run ({last}); pass --resume to continue it "
                                   f"or choose another --out")
         return None
+
+    def _check_architecture(self, saved: GeneratorConfig, data_source: str) -> None:
+        if saved == self.config:
+            return
+        channels, then = self.config.output_shape[0], saved.output_shape[0]
+        if self.opts.channels is None and channels != then:  # the data's channels, not an option, differ
+            raise ValueError(f"--resume: {data_source} holds {channels}-channel images; the run in {self.run} was "
+                             f"trained on {then}-channel images (resume it on its own data)")
+        raise ValueError(f"--resume: {self.run / 'last.pt'} holds a different architecture than "
+                         f"--preset {self.opts.preset} builds (check --channels, --latent-dim, --width)")
 
     def _build_models(self) -> None:
         opts, device = self.opts, self.dist.device
@@ -139,21 +152,31 @@ class Trainer:
     # --- state
 
     def state(self) -> dict[str, Any]:
+        """The checkpoint: `summary()` with the weights, optimizer and RNG states (every rank: a collective)."""
         return {
-            "step": self.step,
-            "config": self.config.to_dict(),
-            "options": self.opts.to_dict(),
+            **self.summary(),
             "G": self.G.state_dict(),
             "D": self.D.state_dict(),
             "EMA": (self.ema or self.G).state_dict(),
             "opt_G": self.opt_G.state_dict(),
             "opt_D": self.opt_D.state_dict(),
             "rng": distributed.gather_states(self.dist, self._rng_state()),
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """The checkpoint's facts about the run, without its tensors: what `training_metadata` reads."""
+        return {
+            "step": self.step,
+            "config": self.config.to_dict(),
+            "options": self.opts.to_dict(),
             "data": {"epoch": self.epoch, "position": self.position, "images": len(self.images),
-                     "sha256": self.data_sha256},
+                     "sha256": self.data_sha256, "source": self.data_source},
             "history": self.history,
             "best_fd": self.best_fd,
-            "elapsed_s": self.elapsed,
+            "elapsed_s": self.train_time,  # (the name checkpoints have always had for it)
+            "wall_time_s": self.wall_time_before + time.perf_counter() - self.started,
+            "command": self.command,  # the command that started the run
+            "hardware": self.hardware,  # where it ran last
             "world": self.dist.world,
             "device_type": self.dist.device.type,
             "ganserve_version": __version__,
@@ -195,7 +218,10 @@ class Trainer:
                                   f"({' '.join(str(e).split())[:300]})") from None
         self.step, self.epoch, self.position = s["step"], s["data"]["epoch"], s["data"]["position"]
         self._saved_step = self.step
-        self.history, self.best_fd, self.elapsed = list(s["history"]), s["best_fd"], s["elapsed_s"]
+        self.history, self.best_fd, self.train_time = list(s["history"]), s["best_fd"], s["elapsed_s"]
+        # a checkpoint from before wall_time_s: its training time is the most that is known
+        self.wall_time_before = s.get("wall_time_s", s["elapsed_s"])
+        self.command = s.get("command", self.command)
         if self.dist.main:  # the log continues from the checkpoint: drop rows written after it
             rows = [json.dumps(r, sort_keys=True) for r in self.history]
             (self.run / "metrics.jsonl").write_text("".join(r + "\n" for r in rows))
@@ -274,8 +300,10 @@ class Trainer:
     def fit(self) -> Path:
         opts = self.opts
         if self.step >= opts.steps:
-            self.log(f"{self.run}: already at step {self.step} of {opts.steps}")
-            return self.finish()
+            where = f"at --steps {opts.steps}" if self.step == opts.steps else \
+                f"past --steps {opts.steps}, at step {self.step}"
+            self.log(f"{self.run}: already {where}; nothing to train")
+            return self.finish(export=not self._model_is_current())
         self.log(f"training {opts.preset} ({self.config.num_params():,} parameters) on {self.data_source} "
                  f"({len(self.images)} images{f', {self.skipped} unreadable skipped' if self.skipped else ''}) "
                  f"for {plural(opts.steps, 'step')} of {opts.batch_size}"
@@ -298,7 +326,7 @@ class Trainer:
             due = [self.step % every == 0 for every in (opts.log_every, opts.eval_every, opts.checkpoint_every)]
             if any(due) or self.step == opts.steps:
                 now = time.perf_counter()
-                self.elapsed += now - tick
+                self.train_time += now - tick
                 means = distributed.mean_across(self.dist, sums / count)
                 row = self._log_row(means, count * opts.batch_size * self.dist.world / (now - tick))
                 self._check_finite()  # before anything is evaluated or saved
@@ -319,11 +347,17 @@ class Trainer:
                 tick = time.perf_counter()
 
     def _diverged(self, what: str) -> TrainingDiverged:
+        """The error, with what can be done: a resumed run keeps its learning rates (and would replay the
+        same steps), so a lower one means a new run."""
         last = self.run / "last.pt"
-        kept = (f"the last good checkpoint is {last} (step {self._saved_step})" if self._saved_step is not None
-                else "no checkpoint was written before it")
-        return TrainingDiverged(f"{what} by step {self.step}; {kept} (try a lower learning rate or "
-                                f"--label-smoothing)")
+        retry = "a lower --lr-g/--lr-d or --label-smoothing"
+        if self._saved_step is None:
+            return TrainingDiverged(f"{what} by step {self.step}; no checkpoint was written before it "
+                                    f"(run again with {retry})")
+        return TrainingDiverged(f"{what} by step {self.step}; the last good checkpoint is {last} "
+                                f"(step {self._saved_step}): to train on, start a new run (another --out) with "
+                                f"{retry} (--resume keeps the learning rates and would diverge again); "
+                                f"ganserve export --ckpt {last} keeps its model if it is worth keeping")
 
     _saved_step: int | None = None  # the step of the last checkpoint written or resumed from
 
@@ -386,40 +420,65 @@ class Trainer:
             self.best_fd = eval_mode["fd"]
             row["best"] = True
 
-    def finish(self) -> Path:
+    def finish(self, export: bool = True) -> Path:
         """Export the model directory (RUN/model), draw the curves."""
         for net in (self.G, self.D, self.ema):  # batch-norm statistics of every replica: rank 0's
             if net is not None:
                 distributed.broadcast_buffers(self.dist, net)
-        if self.dist.main:
-            self.export(self.run / "model")
+        if self.dist.main and export:
+            self.log(f"model written to {self.export(self.run / 'model')}")
             from .plots import plot_curves
 
             plot_curves(self.history, self.run / "curves.png")
+        elif self.dist.main:
+            self.log(f"{self.run / 'model'} is already this step's model")
         distributed.barrier(self.dist)
         distributed.teardown(self.dist)
         return self.run / "model"
 
     def export(self, out: Path) -> Path:
-        from ganserve.model_io import save_model
-
         net = self.inference_generator()
-        last_eval = next((r for r in reversed(self.history) if "fd" in r), {})
-        metadata = {
-            "training": {
-                "preset": self.opts.preset, "data": self.data_source, "images": len(self.images),
-                "steps": self.step, "batch_size": self.opts.batch_size, "processes": self.dist.world,
-                "images_seen": self.step * self.opts.batch_size * self.dist.world, "seed": self.opts.seed,
-                "options": self.opts.to_dict(), "wall_time_s": round(self.elapsed, 1),
-                "hardware": _hardware(self.dist.device), "command": _command_line(),
-                "weights": "ema" if self.ema is not None else "raw",
-                "batch_norm": f"recomputed from {self.opts.recalibration_batches} batches of fresh latents",
-            },
-            "metric": {k: last_eval[k] for k in ("step", "fd", "cs", "fd_train_mode", "cs_train_mode")
-                       if k in last_eval},
-            "ganserve_version": __version__,
-        }
-        return save_model(out, self.config, export_weights(net), metadata)
+        return save_model(out, self.config, export_weights(net), training_metadata(self.summary()))
+
+    def _model_is_current(self) -> bool:
+        """Whether RUN/model was exported at this step (a run killed before its export has none)."""
+        try:
+            return load_model(self.run / "model").metadata.get("training", {}).get("steps") == self.step
+        except (ModelFormatError, OSError):
+            return False
+
+
+def exported_weights(options: dict[str, Any], which: str = "ema") -> str:
+    """The weights an export of `which` ("ema" or "raw") gets: a run with --ema-decay 0 has raw ones only."""
+    return which if TrainOptions.from_saved(options).ema_decay > 0 else "raw"
+
+
+def training_metadata(state: dict[str, Any], which: str = "ema") -> dict[str, Any]:
+    """The metadata of a model exported from checkpoint `state` (`Trainer.state()` or its `summary()`):
+    how the run was trained and its last evaluation at or before the checkpoint's step. The run's own
+    export (RUN/model) and `ganserve export --ckpt` both write this, so they record the same facts.
+    Facts that older checkpoints lack (command, hardware, wall time) are left out."""
+    opts, step, world = TrainOptions.from_saved(state["options"]), state["step"], state.get("world", 1)
+    evaluations = [r for r in state["history"] if "fd" in r and r["step"] <= step]
+    metric = evaluations[-1] if evaluations else {}
+    training = {
+        "preset": opts.preset, "data": state["data"].get("source", opts.data), "images": state["data"].get("images"),
+        "steps": step, "batch_size": opts.batch_size, "processes": world,
+        "images_seen": step * opts.batch_size * world, "seed": opts.seed, "options": opts.to_dict(),
+        "wall_time_s": _seconds(state.get("wall_time_s")), "train_time_s": _seconds(state["elapsed_s"]),
+        "hardware": state.get("hardware"), "command": state.get("command"),
+        "weights": exported_weights(state["options"], which),
+        "batch_norm": f"recomputed from {opts.recalibration_batches} batches of fresh latents",
+    }
+    return {
+        "training": {k: v for k, v in training.items() if v is not None},
+        "metric": {k: metric[k] for k in ("step", "fd", "cs", "fd_train_mode", "cs_train_mode") if k in metric},
+        "ganserve_version": __version__,
+    }
+
+
+def _seconds(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
 
 
 def inference_generator(net: nn.Module, opts: TrainOptions, device: torch.device) -> nn.Module:

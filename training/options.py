@@ -75,15 +75,20 @@ class TrainOptions:
         return dataclasses.asdict(self)
 
     @classmethod
-    def resumed(cls, saved: dict[str, Any], given: dict[str, Any]) -> "TrainOptions":
+    def from_saved(cls, options: dict[str, Any]) -> TrainOptions:
+        """The options a checkpoint recorded (fields of other ganserve versions dropped, missing ones defaulted)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in options.items() if k in known})
+
+    @classmethod
+    def resumed(cls, saved: dict[str, Any], given: dict[str, Any]) -> TrainOptions:
         """The saved options with the run-control fields of `given`; other differences are refused.
 
         A `CHECKED_BY_RESULT` field is taken as given where the saved value is a default (None) or,
         for the data, whenever it is given: the Trainer then checks what it leads to (the data's
         contents, the architecture, the effective amp and channels-last) against the checkpoint.
         """
-        known = {f.name for f in dataclasses.fields(cls)}
-        merged = {k: v for k, v in saved.items() if k in known}
+        merged = cls.from_saved(saved).to_dict()
         for key, value in given.items():
             if key in cls.RUN_CONTROL or (key in cls.CHECKED_BY_RESULT and value is not None
                                           and (key == "data" or merged.get(key) is None)):

@@ -16,19 +16,16 @@ from typer.core import TyperGroup
 
 from .. import __version__
 
-# What a command adds to "interrupted" on Ctrl-C (generate says its own, having caught the signal).
-INTERRUPT_HINTS = {"train": ": checkpoints already written are kept; add --resume to the same command to continue "
-                            "from the last one"}
-
 
 class _Commands(TyperGroup):
-    """The command group; it says "interrupted", where typer alone turns Ctrl-C into a silent exit 130."""
+    """The command group; it says "interrupted", where typer alone turns Ctrl-C into a silent exit 130.
+    (Commands that can say how to go on, generate and train, catch it themselves.)"""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
-            typer.echo(f"interrupted{INTERRUPT_HINTS.get(ctx.invoked_subcommand, '')}", err=True)
+            typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -64,11 +63,21 @@ def train(
     control = {k: v for k, v in explicit.items() if k in TrainOptions.RUN_CONTROL}
     opts = TrainOptions(out=str(out), **(control if resume else explicit))
     try:
-        model = run_training(opts, resume=resume, log=typer.echo, explicit=explicit)
+        run_training(opts, resume=resume, log=typer.echo, explicit=explicit)  # says where the model went
     except TrainingDiverged as e:
         raise ValueError(str(e)) from None
-    if os.environ.get("RANK", "0") == "0":  # under torchrun, once
-        typer.echo(f"model written to {model}")
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted: {_how_to_go_on(out, resume)}", err=True)
+        raise typer.Exit(130) from None
+
+
+def _how_to_go_on(run: Path, resume: bool) -> str:
+    """After Ctrl-C: --resume continues from RUN/last.pt where there is one; without it, it cannot."""
+    last = run / "last.pt"
+    if not last.is_file():
+        return f"no checkpoint was written yet ({last}); run the same command again to start over"
+    again = "run the same command again" if resume else "add --resume to the same command"
+    return f"checkpoints already written are kept; {again} to continue from {last}"
 
 
 @app.command("eval")

@@ -62,11 +62,22 @@ def _interrupt(*args, **kwargs):
     raise KeyboardInterrupt
 
 
-def test_ctrl_c_in_train_says_how_to_resume(capsys, monkeypatch, tmp_path):
+@pytest.mark.parametrize("resume", [False, True])
+def test_ctrl_c_in_train_says_how_to_resume(capsys, monkeypatch, tmp_path, resume):
+    monkeypatch.setattr("ganserve.training.loop.train", _interrupt)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "last.pt").write_bytes(b"")  # a checkpoint was written
+    code, _, err = run(capsys, "train", "--data", "digits", "--out", str(tmp_path / "run"), *["--resume"] * resume)
+    again = "run the same command again" if resume else "add --resume to the same command"
+    assert (code, err) == (130, f"interrupted: checkpoints already written are kept; {again} to continue from "
+                                f"{tmp_path / 'run' / 'last.pt'}\n")
+
+
+def test_ctrl_c_in_train_before_any_checkpoint_says_to_start_over(capsys, monkeypatch, tmp_path):
     monkeypatch.setattr("ganserve.training.loop.train", _interrupt)
     code, _, err = run(capsys, "train", "--data", "digits", "--out", str(tmp_path / "run"))
-    assert code == 130 and len(err.splitlines()) == 1
-    assert err.startswith("interrupted: ") and "add --resume to the same command" in err
+    assert (code, err) == (130, f"interrupted: no checkpoint was written yet ({tmp_path / 'run' / 'last.pt'}); "
+                                f"run the same command again to start over\n")
 
 
 def test_ctrl_c_in_eval_says_interrupted(capsys, monkeypatch, tiny_model_dir):

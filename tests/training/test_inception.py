@@ -59,8 +59,10 @@ def test_inception_fid_refuses_pickled_code(tmp_path):
 
     bad = tmp_path / "evil.pt"
     torch.save({"x": Evil()}, bad)
-    with pytest.raises(ValueError, match="not a PyTorch state dict of plain tensors"):
+    with pytest.raises(ValueError) as caught:  # ganserve's reason, not torch's advice to load it unsafely
         load_inception(bad)
+    assert str(caught.value) == (f"{bad}: refused: it holds pickled objects other than tensors and plain "
+                                 f"containers (print); ganserve never executes code from a file")
 
 
 def test_missing_or_wrong_weights(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -268,11 +269,16 @@ def _all_finite(state):
 def test_diverged_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     # lr 1e30: step 1 moves every weight by about 1e30 (still finite); step 2's losses overflow.
     run = tmp_path / "r"
-    with pytest.raises(TrainingDiverged, match=r"loss became NaN/Inf by step 2; the last good checkpoint is .*"
-                                               r"last.pt \(step 1\)"):
+    with pytest.raises(TrainingDiverged) as caught:
         train(opts(run, steps=60, lr_g=1e30, lr_d=1e30, checkpoint_every=1, log_every=1), log=quiet)
     state = load_checkpoint(run / "last.pt")
     assert state["step"] == 1 and _all_finite(state)
+    # --resume refuses another learning rate: the advice is a new run, or keeping the checkpoint's model
+    assert str(caught.value) == (
+        f"loss became NaN/Inf by step 2; the last good checkpoint is {run / 'last.pt'} (step 1): to train on, "
+        f"start a new run (another --out) with a lower --lr-g/--lr-d or --label-smoothing (--resume keeps the "
+        f"learning rates and would diverge again); ganserve export --ckpt {run / 'last.pt'} keeps its model if it "
+        f"is worth keeping")
 
 
 def test_weights_that_overflow_are_never_saved(tmp_path, capsys):
@@ -284,7 +290,7 @@ def test_weights_that_overflow_are_never_saved(tmp_path, capsys):
                  "--log-every", "1", "--eval-every", "1", "--eval-samples", "64", "--lr-g", "1e39", "--lr-d", "1e39"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and err[-1] == ("error: the weights became NaN/Inf by step 1; no checkpoint was written "
-                                     "before it (try a lower learning rate or --label-smoothing)")
+                                     "before it (run again with a lower --lr-g/--lr-d or --label-smoothing)")
     assert not (run / "last.pt").exists() and not (run / "best.pt").exists() and not (run / "model").exists()
 
 
@@ -347,8 +353,20 @@ def test_checkpoint_load_errors_name_the_cause(tmp_path):
             return (os_module.system, ("true",))
 
     torch.save({"x": Code()}, tmp_path / "code.pt")
-    with pytest.raises(CheckpointError, match="holds more than tensors and plain data: .*GLOBAL .*system"):
+    with pytest.raises(CheckpointError, match=r"code.pt: refused: it holds pickled objects other than tensors "
+                                              r"and plain containers \(.*system\); ganserve never executes code"):
         load_checkpoint(tmp_path / "code.pt")
+
+    class Eval:
+        def __reduce__(self):
+            return (eval, ("1",))
+
+    torch.save({"format": "ganserve-train-checkpoint", "x": Eval()}, tmp_path / "eval.pt")
+    with pytest.raises(CheckpointError) as caught:  # torch's own text advises loading it unsafely
+        load_checkpoint(tmp_path / "eval.pt")
+    message = str(caught.value)
+    assert message == (f"{tmp_path / 'eval.pt'}: refused: it holds pickled objects other than tensors and plain "
+                       f"containers (eval); ganserve never executes code from a file")
     (tmp_path / "text.pt").write_text("hello\n")
     with pytest.raises(CheckpointError, match=r"not a whole torch checkpoint file: cut short, or another kind"):
         load_checkpoint(tmp_path / "text.pt")
@@ -412,3 +430,108 @@ def test_export_checkpoint_errors(tmp_path):
     with pytest.raises(CheckpointError, match="not a checkpoint"):
         export(tmp_path / "junk.pt", tmp_path / "o3", ExportOptions(onnx=False), log=quiet)
     assert not any((tmp_path / f"o{i}").exists() for i in (1, 2, 3))
+
+
+def _without_export_facts(metadata):
+    """What the run's own export and `ganserve export` of its last checkpoint share: all but where the
+    export came from and the wall time (the run's own export comes later)."""
+    training = {k: v for k, v in metadata["training"].items() if k != "wall_time_s"}
+    return {**{k: v for k, v in metadata.items() if k != "exported_from"}, "training": training}
+
+
+def test_export_of_a_checkpoint_records_what_the_run_recorded(tmp_path, capsys):
+    run = tmp_path / "r"
+    model_dir = train(opts(run, steps=6, checkpoint_every=3, eval_every=3, keep=5), log=quiet)
+    assert main(["export", "--ckpt", str(run / "last.pt"), "--out", str(tmp_path / "last"), "--no-onnx"]) == 0, \
+        capsys.readouterr().err
+    ours, exported = load_model(model_dir).metadata, load_model(tmp_path / "last").metadata
+    assert _without_export_facts(exported) == _without_export_facts(ours)
+    assert {"command", "hardware", "wall_time_s", "train_time_s", "images", "images_seen", "batch_norm"} <= set(
+        exported["training"])
+    assert exported["metric"]["step"] == 6 and exported["training"]["data"] == "digits"
+    # an earlier checkpoint: its own step's evaluation, its own counts
+    assert main(["export", "--ckpt", str(run / "checkpoints" / "step-00000003.pt"), "--out", str(tmp_path / "three"),
+                 "--no-onnx"]) == 0, capsys.readouterr().err
+    three = load_model(tmp_path / "three").metadata
+    assert three["metric"]["step"] == 3 and three["metric"]["fd"] == [
+        r for r in load_checkpoint(run / "last.pt")["history"] if r["step"] == 3][0]["fd"]
+    assert three["training"]["steps"] == 3 and three["training"]["images_seen"] == 3 * 16
+    assert three["exported_from"] == {"checkpoint": str(run / "checkpoints" / "step-00000003.pt"), "step": 3,
+                                      "weights": "ema"}
+
+
+def test_export_of_a_run_without_ema_says_raw(tmp_path):
+    from ganserve.export.export import ExportOptions, export
+
+    run = tmp_path / "r"
+    model_dir = train(opts(run, steps=2, ema_decay=0.0), log=quiet)
+    meta = load_model(export(run / "last.pt", tmp_path / "o", ExportOptions(onnx=False), log=quiet)).metadata
+    assert meta["exported_from"]["weights"] == "raw" and "the run kept no EMA" in meta["exported_from"]["note"]
+    assert meta["training"]["weights"] == "raw" == load_model(model_dir).metadata["training"]["weights"]
+
+
+def test_wall_time_counts_the_whole_run_over_its_sessions(tmp_path, monkeypatch):
+    """wall_time_s: training, evaluations, checkpoints, summed over resumed sessions; train_time_s: steps only."""
+    evaluate = Trainer.evaluate
+
+    def slow_evaluate(self, row):
+        time.sleep(0.5)
+        evaluate(self, row)
+
+    monkeypatch.setattr(Trainer, "evaluate", slow_evaluate)
+    run = tmp_path / "r"
+    train(opts(run, steps=3, eval_every=3), log=quiet)
+    first = load_checkpoint(run / "last.pt")
+    assert first["wall_time_s"] >= first["elapsed_s"] + 0.5
+    train(opts(run, steps=6, eval_every=3), resume=True, log=quiet)
+    second = load_checkpoint(run / "last.pt")
+    assert second["wall_time_s"] >= first["wall_time_s"] + 0.5
+    training = load_model(run / "model").metadata["training"]
+    assert training["train_time_s"] == round(second["elapsed_s"], 1)
+    assert training["wall_time_s"] >= round(second["wall_time_s"], 1) >= training["train_time_s"] + 1.0
+
+
+def test_a_checkpoint_without_the_newer_facts_exports_and_resumes(tmp_path):
+    from ganserve.export.export import ExportOptions, export
+
+    run = tmp_path / "r"
+    train(opts(run, steps=3), log=quiet)
+    state = torch.load(run / "last.pt", weights_only=True)
+    for key in ("wall_time_s", "command", "hardware"):
+        state.pop(key, None)
+    state["data"].pop("source", None)
+    torch.save(state, run / "last.pt")
+    training = load_model(export(run / "last.pt", tmp_path / "o", ExportOptions(onnx=False), log=quiet)).metadata[
+        "training"]
+    assert not {"wall_time_s", "command", "hardware"} & set(training) and training["data"] == "digits"
+    assert training["train_time_s"] == round(state["elapsed_s"], 1)
+    train(opts(run, steps=4), resume=True, log=quiet)
+    resumed = load_checkpoint(run / "last.pt")
+    assert resumed["step"] == 4 and resumed["wall_time_s"] >= state["elapsed_s"]
+
+
+def test_resume_on_data_of_other_channels_names_them(tmp_path):
+    run = tmp_path / "r"
+    train(opts(run, steps=2), log=quiet)
+    rgb = tmp_path / "rgb.npz"
+    np.savez(rgb, images=np.random.default_rng(0).integers(0, 256, (40, 28, 28, 3), dtype=np.uint8))
+    with pytest.raises(ValueError) as caught:
+        Trainer(opts(run, steps=4, data=str(rgb)), resume=True, log=quiet)
+    assert str(caught.value) == (f"--resume: {rgb} holds 3-channel images; the run in {run} was trained on "
+                                 f"1-channel images (resume it on its own data)")
+
+
+def test_resume_past_its_steps_trains_and_rewrites_nothing(tmp_path, capsys):
+    run = tmp_path / "r"
+    train(opts(run, steps=6), log=quiet)
+    before = (run / "model" / "config.json").stat()
+    assert main(["train", "--out", str(run), "--resume", "--steps", "2"]) == 0
+    out = capsys.readouterr().out
+    assert f"{run}: already past --steps 2, at step 6; nothing to train" in out and "written" not in out
+    after = (run / "model" / "config.json").stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    shutil.rmtree(run / "model")  # as if killed before its export: the model is written
+    assert main(["train", "--out", str(run), "--resume", "--steps", "6"]) == 0
+    out = capsys.readouterr().out
+    assert f"{run}: already at --steps 6; nothing to train" in out and f"model written to {run / 'model'}" in out
+    assert load_model(run / "model").metadata["training"]["steps"] == 6
