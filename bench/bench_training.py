@@ -7,11 +7,14 @@ seeds' loop (`ganserve.training.baseline.seed_loop`): DataLoader batches, a seco
 fakes, Adam without fusing, `.item()` every step. ganserve's (`Trainer.train_step`): in-memory
 batches, one D pass over the fakes, fused Adam, no host sync per step. They run in interleaved
 rounds; the table gives images/s (median) and the ratio. Goal (issue 3): at least 1.5x.
+--compile adds ganserve's step with G and D compiled by torch.compile (inductor), in the same rounds.
 
 --breakdown also times the work any loop with this math must do per step, on ganserve's own
 modules: G forward and backward, D forward on the real and the fake batch, D backward to its input
 (G's gradient) and to its weights (twice). The seeds-style step time over that sum is the most
-any loop could gain over the seeds' on this network and machine.
+any loop could gain over the seeds' on this network and machine. It also counts the step's
+floating-point work (torch's FLOP counter) and times a large matrix product: how close the step's
+kernels run to the machine's practical ceiling.
 """
 
 from __future__ import annotations
@@ -36,26 +39,39 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--breakdown", action="store_true", help="also time the work every step must do")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time ganserve's step with G and D under torch.compile (inductor)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(TrainOptions(preset=args.preset, data=args.data, out=tmp, batch_size=args.batch_size,
-                                       device="cpu"), log=lambda *_: None)
+        def make_trainer() -> Trainer:
+            return Trainer(TrainOptions(preset=args.preset, data=args.data, out=tmp, batch_size=args.batch_size,
+                                        device="cpu"), log=lambda *_: None)
+
+        trainer = make_trainer()
         images = trainer.images
         G, D = seed_models(args.preset, channels=trainer.config.output_shape[0])
-        ours, seeds = [], []
+        loops = {"seeds-style": lambda: seed_loop(G, D, images, args.steps, args.batch_size)["images_per_s"],
+                 "ganserve": lambda: images_per_s(trainer, args.steps)}
+        if args.compile:
+            compiled = make_trainer()
+            compiled.G_train, compiled.D_train = torch.compile(compiled.G_train), torch.compile(compiled.D_train)
+            images_per_s(compiled, 3)  # compiles
+            loops["ganserve, compiled"] = lambda: images_per_s(compiled, args.steps)
+        rates: dict[str, list[float]] = {name: [] for name in loops}
         for r in range(args.rounds):
-            seeds.append(seed_loop(G, D, images, args.steps, args.batch_size)["images_per_s"])
-            start = time.perf_counter()
-            for _ in range(args.steps):
-                losses = trainer.train_step(trainer._next_batch())
-            losses.tolist()  # wait for the last step
-            ours.append(args.steps * args.batch_size / (time.perf_counter() - start))
-            print(f"round {r + 1}: seeds-style {seeds[-1]:.0f} img/s, ganserve {ours[-1]:.0f} img/s")
-    s, o = statistics.median(seeds), statistics.median(ours)
+            for name, run in loops.items():
+                rates[name].append(run())
+            print(f"round {r + 1}: " + ", ".join(f"{name} {v[-1]:.0f} img/s" for name, v in rates.items()))
+    medians = {name: statistics.median(v) for name, v in rates.items()}
+    s, o = medians["seeds-style"], medians["ganserve"]
     print(f"\n{args.preset} on {args.data}, batch {args.batch_size}, CPU with {torch.get_num_threads()} threads")
-    print(f"{'loop':14s} {'images/s':>9s}\n{'seeds-style':14s} {s:9.0f}\n{'ganserve':14s} {o:9.0f}")
-    print(f"ratio ganserve / seeds-style: {o / s:.2f}x")
+    print(f"{'loop':20s} {'images/s':>9s}")
+    for name, rate in medians.items():
+        print(f"{name:20s} {rate:9.0f}")
+    for name, rate in medians.items():
+        if name != "seeds-style":
+            print(f"ratio {name} / seeds-style: {rate / s:.2f}x")
     if args.breakdown:
         parts = breakdown(trainer, images[:args.batch_size].contiguous(memory_format=torch.channels_last))
         for name, ms in parts.items():
@@ -67,6 +83,40 @@ def main() -> None:
         print(f"{'work every step needs':42s} {needed:7.1f} ms; seeds-style step {seeds_ms:.1f} ms, "
               f"ganserve step {1e3 * args.batch_size / o:.1f} ms")
         print(f"most any loop could gain on this network: {seeds_ms / needed:.2f}x")
+        flops, peak = step_flops(trainer), matmul_rate()
+        print(f"the step's convolutions and matrix products: {flops / 1e9:.1f} GFLOP (torch's FLOP counter), "
+              f"{flops / (args.batch_size / o) / 1e9:.0f} GFLOP/s in ganserve's step; one 2048x2048 float32 "
+              f"matrix product runs at {peak / 1e9:.0f} GFLOP/s here")
+
+
+def images_per_s(trainer: Trainer, steps: int) -> float:
+    start = time.perf_counter()
+    for _ in range(steps):
+        losses = trainer.train_step(trainer._next_batch())
+    losses.tolist()  # wait for the last step
+    return steps * trainer.opts.batch_size / (time.perf_counter() - start)
+
+
+def step_flops(trainer: Trainer) -> float:
+    """Floating-point operations of one `train_step` (convolutions and matrix products, as counted by torch)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        trainer.train_step(trainer._next_batch())
+    return counter.get_total_flops()
+
+
+def matmul_rate(n: int = 2048, repeats: int = 10) -> float:
+    """FLOP/s of a large float32 matrix product on all threads: about the most a convolution can reach."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    runs = []
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            a @ b
+        runs.append((time.perf_counter() - start) / repeats)
+    return 2 * n ** 3 / statistics.median(runs)
 
 
 def breakdown(trainer: Trainer, real: torch.Tensor, repeats: int = 20) -> dict[str, float]:
