@@ -17,6 +17,13 @@ from .metrics import Evaluator
 REFERENCE_IMAGES = 10_000
 
 
+def evaluation_bytes(n: int, config: GeneratorConfig) -> int:
+    """About the memory one evaluation of `n` samples holds at once: the latents, the uint8 images
+    (and their concatenation), the classifier's float64 features and probabilities (and theirs)."""
+    image = int(np.prod(config.output_shape))
+    return n * (4 * config.latent_dim + 2 * image + 2 * 8 * (128 + 10))
+
+
 @torch.no_grad()
 def sample_images(net: nn.Module, n: int, seed: int, train_mode: bool = False, batch_size: int = 500
                   ) -> np.ndarray:

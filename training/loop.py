@@ -80,6 +80,7 @@ class Trainer:
         self.config = create_config(opts.preset, channels=channels, latent_dim=opts.latent_dim, width=opts.width)
         if saved is not None:
             self._check_architecture(GeneratorConfig.from_dict(saved["config"]), data.source)
+        self._check_evaluation_fits()
         self.images = data.to_tensor(self.config.output_shape)
         if len(self.images) < opts.batch_size * self.dist.world:
             raise ValueError(f"{opts.data}: {len(self.images)} images, fewer than one batch "
@@ -128,6 +129,17 @@ class Trainer:
                              f"trained on {then}-channel images (resume it on its own data)")
         raise ValueError(f"--resume: {self.run / 'last.pt'} holds a different architecture than "
                          f"--preset {self.opts.preset} builds (check --channels, --latent-dim, --width)")
+
+    def _check_evaluation_fits(self) -> None:
+        """Refuse an --eval-samples this machine's memory cannot hold: now, not at the first evaluation."""
+        from ganserve._system import total_memory
+
+        from .evaluate import evaluation_bytes
+
+        need, have = evaluation_bytes(self.opts.eval_samples, self.config), total_memory()
+        if have is not None and need > have:
+            raise ValueError(f"--eval-samples {self.opts.eval_samples:,} needs about {need / 2**30:,.1f} GiB per "
+                             f"evaluation, more than this machine's {have / 2**30:,.1f} GiB of memory; use fewer")
 
     def _build_models(self) -> None:
         opts, device = self.opts, self.dist.device

@@ -535,3 +535,14 @@ def test_resume_past_its_steps_trains_and_rewrites_nothing(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"{run}: already at --steps 6; nothing to train" in out and f"model written to {run / 'model'}" in out
     assert load_model(run / "model").metadata["training"]["steps"] == 6
+
+
+def test_an_evaluation_too_large_for_the_machine_is_refused_before_training(tmp_path):
+    from ganserve._system import total_memory
+
+    run, samples = tmp_path / "r", total_memory() // 1000  # over 1,000 bytes a sample: more than all memory
+    with pytest.raises(ValueError, match=rf"^--eval-samples {samples:,} needs about [\d,.]+ GiB per evaluation, "
+                                         r"more than this machine's [\d,.]+ GiB of memory; use fewer$"):
+        Trainer(opts(run, steps=2, eval_samples=samples), log=quiet)
+    assert not (run / "last.pt").exists()
+    Trainer(opts(tmp_path / "ok", steps=2, eval_samples=100_000), log=quiet)  # 100k samples fit anywhere
