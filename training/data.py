@@ -27,6 +27,7 @@ import os
 import pickle
 import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,7 +102,7 @@ def read_idx(path: Path) -> np.ndarray:
     try:
         with _open_idx(path) as f:
             data = f.read()
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zlib.error) as e:
         raise ValueError(f"{path}: cannot read IDX file ({e})") from None
     if len(data) < 4 or data[:2] != b"\0\0" or data[2] != 0x08:
         raise ValueError(f"{path}: not a uint8 IDX file")
@@ -125,7 +126,7 @@ def _idx_ndim(path: Path) -> int | None:
     try:
         with _open_idx(path) as f:
             magic = f.read(4)
-    except (OSError, EOFError):
+    except (OSError, EOFError, zlib.error):
         return None
     if len(magic) == 4 and magic[:2] == b"\0\0" and magic[2] in IDX_DTYPES and magic[3] > 0:
         return magic[3]
@@ -282,6 +283,9 @@ def _npz_pixels(arr: np.ndarray, what: str) -> np.ndarray:
     if arr.dtype == np.uint8:
         return arr
     if arr.dtype == np.uint16:
+        if int(arr.max()) <= 255:  # 8-bit values in a wider type, or very dark 16-bit ones: ambiguous
+            raise ValueError(f"{what} (uint16) holds values up to {int(arr.max())} only: 8-bit values belong in "
+                             f"uint8 (arr.astype(np.uint8)); uint16 is read as 16-bit, 0..65535")
         return _scale_16bit(arr)
     if arr.dtype.kind in "iu":
         lo, hi = int(arr.min()), int(arr.max())
@@ -292,12 +296,12 @@ def _npz_pixels(arr: np.ndarray, what: str) -> np.ndarray:
     if not np.isfinite(arr).all():
         raise ValueError(f"{what} holds NaN or Inf values")
     lo, hi = float(arr.min()), float(arr.max())
-    tol = 0.01  # rounding error at the ends of [-1, 1] or [0, 1]
-    if lo < -1 - tol or hi > 255 + tol or (lo < 0 and hi > 1 + tol):
-        raise ValueError(f"{what} ({dtype}) holds values {lo:g}..{hi:g}, in none of [0, 1], [-1, 1] "
-                         f"or 0..255: {RANGE_HINT}")
-    offset, scale = (1.0, 127.5) if lo < 0 else (0.0, 255.0 if hi <= 1 + tol else 1.0)
-    return np.clip(np.round((arr + offset) * scale), 0, 255).astype(np.uint8)
+    tol = 0.01  # rounding error at the ends of a range: clipped
+    for low, high, offset, scale in ((0, 1, 0.0, 255.0), (-1, 1, 1.0, 127.5), (0, 255, 0.0, 1.0)):
+        if lo >= low - tol and hi <= high + tol:
+            return np.clip(np.round((arr + offset) * scale), 0, 255).astype(np.uint8)
+    raise ValueError(f"{what} ({dtype}) holds values {lo:g}..{hi:g}, in none of [0, 1], [-1, 1] "
+                     f"or 0..255: {RANGE_HINT}")
 
 
 class _SafeUnpickler(pickle.Unpickler):

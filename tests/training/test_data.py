@@ -202,6 +202,27 @@ def test_npz_16bit_and_wide_integer_values(tmp_path):
         np.savez(tmp_path / name, images=array)
         with pytest.raises(ValueError, match=f"{name}: .*{found}.*scale it"):
             load_dataset(tmp_path / name)
+    np.savez(tmp_path / "u16_small.npz", images=np.full((4, 8, 8), 200, np.uint16))  # 8-bit or dark 16-bit?
+    with pytest.raises(ValueError, match=r"u16_small.npz.*\(uint16\) holds values up to 200 only.*astype\(np.uint8\)"):
+        load_dataset(tmp_path / "u16_small.npz")
+
+
+def test_npz_float_ranges_allow_rounding_error_at_their_ends(tmp_path):
+    for name, array, expected in [("unit.npz", [-0.004, 0.5, 1.004], [0, 128, 255]),  # [0, 1], not [-1, 1]
+                                  ("signed.npz", [-1.004, 0.0, 1.0], [0, 128, 255]),
+                                  ("bytes.npz", [-0.004, 100.0, 255.004], [0, 100, 255])]:
+        np.savez(tmp_path / name, images=np.array(array, np.float32).reshape(1, 1, 3).repeat(2, axis=0))
+        np.testing.assert_array_equal(load_dataset(tmp_path / name).images[0, 0, :, 0], expected)
+
+
+def test_corrupt_gzip_idx_is_one_error(tmp_path):
+    header = struct.pack(">BBBBIII", 0, 0, 8, 3, 5, 6, 6)
+    stored = b"\x00" + struct.pack("<HH", len(header), 0xFFFF ^ len(header)) + header  # a deflate block as is
+    invalid = b"\x07"  # a last deflate block of the reserved type 3: zlib's "invalid block type"
+    path = tmp_path / "x-images-idx3-ubyte.gz"
+    path.write_bytes(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff" + stored + invalid)
+    with pytest.raises(ValueError, match=r"x-images-idx3-ubyte.gz: cannot read IDX file \(.*invalid block type"):
+        load_dataset(path)
 
 
 def test_npz_alpha_dropped_as_in_image_folders(tmp_path):
