@@ -12,7 +12,8 @@ For each seed it trains, as separate processes run side by side (--jobs at a tim
 Then it scores every model (bench/score_models.py: 10,000 samples, eval mode and train mode) and
 writes compare.md (the table, per seed and mean) and compare.json into --out. A run that stops can
 be started again with the same command: finished models and scores are kept, a ganserve run whose
-last.pt exists resumes, and a seeds' run starts over.
+last.pt exists resumes, and a seeds' run starts over; models made by other commands (another
+--images, --data, --batch-size, ...) are refused rather than reused.
 
 On a CPU each job gets --threads threads (default: the cores divided by --jobs).
 """
@@ -33,6 +34,7 @@ from pathlib import Path
 from score_models import score_model
 
 from ganserve._files import write_bytes, write_json
+from ganserve.model_io import load_model
 
 SEEDS_PRESET = "upconv32"  # the seeds' script trains only this network, at batch 64
 SEEDS_BATCH = 64
@@ -68,45 +70,61 @@ def plan(args: argparse.Namespace) -> list[dict]:
                      "--eval-samples", "1000", "--log-every", "500"]
             train += ["--width", str(network[1])] if network[1] else []
             train += shlex.split(args.train_args)
-            if (out / "last.pt").exists():
-                train.append("--resume")
             export = [py, "-m", "ganserve", "export", "--ckpt", str(out / "last.pt"), "--out", str(out / "raw"),
                       "--weights", "raw"]
             runs.append({"name": out.name, "recipe": "ganserve", "network": network_label(network), "seed": seed,
                          "models": {"as sampled": out / "model", "raw": out / "raw"}, "commands": [train, export]})
+    for run in runs:
+        run["done"] = args.out / f"{run['name']}.done.json"  # the commands that made its models
+        run["log"] = args.out / f"{run['name']}.log"
     return runs
 
 
 def train(run: dict, threads: int | None) -> float:
-    """Run one plan entry's commands unless its models exist; their output goes to NAME.log."""
+    """Run one plan entry's commands unless its models exist, made by the same commands; their output
+    goes to NAME.log. A ganserve run with a last.pt resumes (`ganserve train` refuses other options)."""
+    commands = [[arg for arg in command if arg != sys.executable] for command in run["commands"]]
     if all((m / "config.json").exists() for m in run["models"].values()):
-        return 0.0
+        if run["done"].exists() and json.loads(run["done"].read_text()) == commands:
+            return 0.0
+        raise ValueError(f"{run['models']['as sampled'].parent} was trained by other commands than this one's "
+                         f"(see {run['done']}); use another --out")
     env = dict(os.environ)
     if threads:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    resume = run["recipe"] == "ganserve" and (run["models"]["as sampled"].parent / "last.pt").exists()
     start = time.perf_counter()
     with open(run["log"], "a") as log:
-        for command in run["commands"]:
+        for i, command in enumerate(run["commands"]):
+            command = command + ["--resume"] if resume and i == 0 else command
             print("$", shlex.join(command), file=log, flush=True)
             if subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode != 0:
                 raise RuntimeError(f"{run['name']} failed: see {run['log']}")
+    write_json(run["done"], commands)
     return time.perf_counter() - start
 
 
 def scores(runs: list[dict], samples: int, data: str, out: Path) -> None:
-    """Attach {"as sampled"/"raw": score} to each run, scoring each model once (kept in scores/)."""
+    """Attach {"as sampled"/"raw": score} to each run, scoring each model once: a score is kept in
+    scores/ with the model's hash, the samples and the data, and reused only while all three match."""
     evaluators: dict = {}
     for run in runs:
         run["scores"] = {}
         for kind, model in run["models"].items():
             cached = out / "scores" / f"{run['name']}-{kind.replace(' ', '-')}.json"
-            if cached.exists() and json.loads(cached.read_text()).get("samples") == samples:
+            key = {"model_hash": load_model(model).model_hash, "samples": samples, "data": data}
+            if cached.exists() and all(json.loads(cached.read_text()).get(k) == v for k, v in key.items()):
                 run["scores"][kind] = json.loads(cached.read_text())
                 continue
             cached.parent.mkdir(exist_ok=True)
-            result = {**score_model(str(model), samples, data, evaluators), "samples": samples}
-            write_json(cached, result)
-            run["scores"][kind] = result
+            run["scores"][kind] = {**score_model(str(model), samples, data, evaluators), **key}
+            write_json(cached, run["scores"][kind])
+
+
+def sampled_in(recipe: str, kind: str) -> str:
+    """The mode a model is scored in as its users see it: the seeds' script and any raw generator in
+    train mode, ganserve's exported model in eval mode (as `Generator.sample` gives it)."""
+    return "train_mode" if recipe == "seeds" or kind == "raw" else "eval_mode"
 
 
 def rows(runs: list[dict]) -> list[dict]:
@@ -121,7 +139,7 @@ def rows(runs: list[dict]) -> list[dict]:
             key = (run["recipe"], run["network"], kind)
             row = table.setdefault(key, {"recipe": run["recipe"], "network": run["network"], "kind": kind,
                                          "seeds": [], "fd": [], "cs": [], "fd_eval": [], "fd_train": []})
-            mode = "train_mode" if run["recipe"] == "seeds" or kind == "raw" else "eval_mode"
+            mode = sampled_in(run["recipe"], kind)
             row["seeds"].append(run["seed"])
             row["fd"].append(score[mode]["fd"])
             row["cs"].append(score[mode]["cs"])
@@ -157,7 +175,7 @@ def markdown(table: list[dict], images: int) -> str:
              "| --- | --- | --- | ---: | --- | ---: | --- | --- |"]
     for r in table:
         name = f"{r['recipe']}, `{r['network']}`" + (", raw generator (no EMA)" if r["kind"] == "raw" else "")
-        mode = "train mode" if r["recipe"] == "seeds" or r["kind"] == "raw" else "eval mode"
+        mode = sampled_in(r["recipe"], r["kind"]).replace("_", " ")
         lines.append(f"| {name} | {mode} | {cells(r['fd'])} | {r['fd_mean']:.2f} | {cells(r['cs'])} | "
                      f"{r['cs_mean']:.2f} | {cells(r['fd_eval'])} | {cells(r['fd_train'])} |")
     return "\n".join(lines + [""] + verdicts(table)) + "\n"
@@ -185,13 +203,15 @@ def main() -> None:
 
     args.out.mkdir(parents=True, exist_ok=True)
     runs = plan(args)
-    for run in runs:
-        run["log"] = args.out / f"{run['name']}.log"
     start = time.perf_counter()
     with ThreadPoolExecutor(args.jobs) as pool:
-        for run, seconds in zip(runs, pool.map(lambda r: train(r, threads), runs)):
-            run["seconds"] = seconds
-            print(f"{run['name']}: {'kept' if seconds == 0 else f'trained in {seconds:.0f} s'}", flush=True)
+        try:
+            for run, seconds in zip(runs, pool.map(lambda r: train(r, threads), runs)):
+                run["seconds"] = seconds
+                print(f"{run['name']}: {'kept' if seconds == 0 else f'trained in {seconds:.0f} s'}", flush=True)
+        except (ValueError, RuntimeError) as e:
+            pool.shutdown(cancel_futures=True)
+            sys.exit(f"error: {e}")
     trained = time.perf_counter() - start
     scores(runs, args.samples, args.data, args.out)
     table = rows(runs)

@@ -95,7 +95,8 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.best_fd = math.inf
         self.train_time = 0.0  # seconds in training steps only, over every session
-        self.wall_time_before = 0.0  # the run's wall time in earlier sessions (up to the checkpoint resumed)
+        # the run's wall time in earlier sessions (up to the checkpoint resumed); None: not known
+        self.wall_time_before: float | None = 0.0
         self.command, self.hardware = _command_line(), _hardware(device)
         if saved is not None:
             self._restore(saved)
@@ -186,7 +187,8 @@ class Trainer:
             "history": self.history,
             "best_fd": self.best_fd,
             "elapsed_s": self.train_time,  # (the name checkpoints have always had for it)
-            "wall_time_s": self.wall_time_before + time.perf_counter() - self.started,
+            "wall_time_s": None if self.wall_time_before is None else
+                           self.wall_time_before + time.perf_counter() - self.started,
             "command": self.command,  # the command that started the run
             "hardware": self.hardware,  # where it ran last
             "world": self.dist.world,
@@ -231,8 +233,7 @@ class Trainer:
         self.step, self.epoch, self.position = s["step"], s["data"]["epoch"], s["data"]["position"]
         self._saved_step = self.step
         self.history, self.best_fd, self.train_time = list(s["history"]), s["best_fd"], s["elapsed_s"]
-        # a checkpoint from before wall_time_s: its training time is the most that is known
-        self.wall_time_before = s.get("wall_time_s", s["elapsed_s"])
+        self.wall_time_before = s.get("wall_time_s")  # None in checkpoints older than it: stays unknown
         self.command = s.get("command", self.command)
         if self.dist.main:  # the log continues from the checkpoint: drop rows written after it
             rows = [json.dumps(r, sort_keys=True) for r in self.history]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
-compare = pytest.importorskip("compare_recipes")
+import compare_recipes as compare  # noqa: E402  (bench/ is scripts, not a package)
 
 
 def test_parse_network():
@@ -53,7 +54,11 @@ def test_a_real_comparison_runs_resumes_and_scores(tmp_path):
     out = tmp_path / "cmp"
     command = [sys.executable, str(BENCH / "compare_recipes.py"), "--images", "64", "--seeds", "0", "--data", "digits",
                "--ours", "dcgan28:8", "--samples", "64", "--jobs", "2", "--out", str(out)]
-    first = subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+    def run(*extra):
+        return subprocess.run(command + list(extra), capture_output=True, text=True, timeout=600)
+
+    first = run()
     assert first.returncode == 0, first.stdout + first.stderr
     report = json.loads((out / "compare.json").read_text())
     assert {(r["recipe"], r["network"], r["kind"]) for r in report["rows"]} == {
@@ -61,11 +66,23 @@ def test_a_real_comparison_runs_resumes_and_scores(tmp_path):
     for row in report["rows"]:
         assert row["seeds"] == [0] and all(math.isfinite(v) and v > 0 for v in row["fd"] + row["cs"])
     assert (out / "compare.md").read_text().startswith("64 images per run")
-    model = out / "ganserve-dcgan28-w8-s0" / "model" / "config.json"
-    assert json.loads(model.read_text())["metadata"]["training"]["steps"] == 1
-    stamp = model.stat().st_mtime_ns
-    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    ours = out / "ganserve-dcgan28-w8-s0"
+    assert json.loads((ours / "model" / "config.json").read_text())["metadata"]["training"]["steps"] == 1
+    stamps = {p: p.stat().st_mtime_ns for p in [ours / "model" / "config.json", *(out / "scores").iterdir()]}
+    assert len(stamps) == 4  # the model, and the scores of the seeds' model, ganserve's and its raw generator
+
+    again = run()  # everything kept: nothing trained, nothing scored again
     assert again.returncode == 0, again.stdout + again.stderr
     assert "seeds-upconv32-s0: kept" in again.stdout and "ganserve-dcgan28-w8-s0: kept" in again.stdout
-    assert model.stat().st_mtime_ns == stamp
-    assert json.loads((out / "compare.json").read_text())["rows"] == report["rows"]  # scores kept, not redone
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert json.loads((out / "compare.json").read_text())["rows"] == report["rows"]
+
+    other = run("--images", "128")  # the same --out for another comparison: refused, not reused
+    assert other.returncode != 0 and "was trained by other commands than this one's" in other.stderr
+
+    shutil.rmtree(ours / "model")  # as if stopped before its export: the run resumes from its last.pt
+    resumed = run()
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    commands = [line for line in (out / "ganserve-dcgan28-w8-s0.log").read_text().splitlines() if line.startswith("$")]
+    assert " train " in commands[-2] and commands[-2].endswith(" --resume") and " export " in commands[-1]
+    assert json.loads((out / "compare.json").read_text())["rows"] == report["rows"]

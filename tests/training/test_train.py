@@ -507,7 +507,8 @@ def test_a_checkpoint_without_the_newer_facts_exports_and_resumes(tmp_path):
     assert training["train_time_s"] == round(state["elapsed_s"], 1)
     train(opts(run, steps=4), resume=True, log=quiet)
     resumed = load_checkpoint(run / "last.pt")
-    assert resumed["step"] == 4 and resumed["wall_time_s"] >= state["elapsed_s"]
+    assert resumed["step"] == 4 and resumed["wall_time_s"] is None  # the earlier sessions' is not known
+    assert "wall_time_s" not in load_model(run / "model").metadata["training"]
 
 
 def test_resume_on_data_of_other_channels_names_them(tmp_path):
