@@ -39,6 +39,19 @@ def named_os_error(error: BaseException, target: Path) -> BaseException:
 
 
 @contextlib.contextmanager
+def os_errors_named(target: Path) -> Iterator[None]:
+    """Raise the block's OSErrors as `named_os_error` renames them: about final names, not temporary
+    ones, or about `target` where they name no file."""
+    try:
+        yield
+    except OSError as e:
+        named = named_os_error(e, target)
+        if named is e:
+            raise
+        raise named from None
+
+
+@contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to `path`; on success fsync it and rename it onto `path`.
 
@@ -48,19 +61,15 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     tmp = temp_name(path)
-    try:
-        yield tmp
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # some writers create private files; models are meant to be shared
-        os.replace(tmp, path)
-    except OSError as e:
-        named = named_os_error(e, path)
-        if named is e:
-            raise
-        raise named from None
-    finally:
-        tmp.unlink(missing_ok=True)
+    with os_errors_named(path):
+        try:
+            yield tmp
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)  # some writers create private files; models are meant to be shared
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
     fsync_dir(path.parent)
 
 

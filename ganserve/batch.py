@@ -42,8 +42,8 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from ._files import (atomic_path, dumps_json, final_name, fsync_dir, named_os_error, sync_filesystem, temp_name,
-                     write_json)
+from ._files import (atomic_path, dumps_json, final_name, fsync_dir, named_os_error, os_errors_named,
+                     sync_filesystem, temp_name, write_json)
 from ._system import usable_cpus
 from .encode import EncoderError, EncoderPool, encode_batch
 from .errors import plural
@@ -250,18 +250,6 @@ def write_manifest(out: Path, params: RunParams) -> Path:
     return out / MANIFEST_NAME
 
 
-@contextlib.contextmanager
-def _user_paths(out: Path) -> Iterator[None]:
-    """Raise OSErrors about temporary names, or no file, as `named_os_error` says (about `out`)."""
-    try:
-        yield
-    except OSError as e:
-        named = named_os_error(e, out)
-        if named is e:
-            raise
-        raise named from None
-
-
 # --- shard writers: one per format, all write to a temporary name and rename when complete
 
 
@@ -460,7 +448,7 @@ def generate(gen, out: str | os.PathLike, *, n: int, seed: int = 0, shard_size: 
         first, stop = shard_range(mine[0], n, shard_size)
         gen.latents(min(batch, stop - first), seed=seed, start=first, truncation=truncation)
     out = Path(out)
-    with _user_paths(out):
+    with os_errors_named(out):
         prepare(out, params)
         done = {s for s in finished_shards(out, params) if s in mine}
         clean_unfinished(out, params, mine, done)
@@ -521,7 +509,7 @@ def generate(gen, out: str | os.PathLike, *, n: int, seed: int = 0, shard_size: 
             writer.add_result(first, encode_batch(pngs, first, writer.destination(), compress_level))
 
     try:
-        with _stop_on_signals(caught), _user_paths(out):
+        with _stop_on_signals(caught), os_errors_named(out):
             if fmt != "npz" and workers > 0 and todo:
                 encoders = EncoderPool(workers, gen.image_shape, batch, compress_level)
             for shard in mine:
