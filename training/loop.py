@@ -41,7 +41,7 @@ from ganserve.torch_model import build_generator, export_weights
 
 from . import distributed
 from .checkpoint import CheckpointError, link, load_checkpoint, save_checkpoint
-from .data import NAMED, load_dataset
+from .data import IMAGE_SUFFIXES, NAMED, load_dataset
 from .networks import build_discriminator, dcgan_init, recalibrate_batch_norm
 from .options import TrainOptions
 
@@ -127,7 +127,7 @@ class Trainer:
         channels, then = self.config.output_shape[0], saved.output_shape[0]
         if self.opts.channels is None and channels != then:  # the data's channels, not an option, differ
             raise ValueError(f"--resume: {data_source} holds {channels}-channel images; the run in {self.run} was "
-                             f"trained on {then}-channel images (resume it on its own data)")
+                             f"trained on {then}-channel images (resume it on its own data){_read_otherwise(data_source)}")
         raise ValueError(f"--resume: {self.run / 'last.pt'} holds a different architecture than "
                          f"--preset {self.opts.preset} builds (check --channels, --latent-dim, --width)")
 
@@ -216,7 +216,7 @@ class Trainer:
                 then, now = s["data"].get("images"), len(self.images)
                 change = f"{then} images then, {now} now" if then != now else f"{now} images, other contents"
                 raise ValueError(f"--resume: {self.data_source} is not the data the checkpoint was trained on "
-                                 f"({change})")
+                                 f"({change}){_read_otherwise(self.data_source)}")
         elif saved_opts.get("data") != self.opts.data:  # a checkpoint from before the hash: the name decides
             raise ValueError(f"--resume: the checkpoint was trained with data={saved_opts.get('data')!r}, "
                              f"not {self.opts.data!r}")
@@ -459,6 +459,16 @@ class Trainer:
             return load_model(self.run / "model").metadata.get("training", {}).get("steps") == self.step
         except (ModelFormatError, OSError):
             return False
+
+
+def _read_otherwise(source: str) -> str:
+    """Said when resumed data differs from the checkpoint's: image folders and .npz arrays may be the
+    same files, read otherwise by a newer ganserve (mixed gray and colour, alpha, 16-bit; see data.py)."""
+    if not (Path(source).is_dir() or Path(source).suffix.lower() in {".npz", *IMAGE_SUFFIXES}):
+        return ""
+    return ("; if these are the files it was trained on, this ganserve reads them differently than the one "
+            "that started the run (mixed gray and colour, alpha or 16-bit images), and `ganserve export "
+            "--ckpt` still exports the run")
 
 
 def exported_weights(options: dict[str, Any], which: str = "ema") -> str:

@@ -19,7 +19,7 @@ torch = pytest.importorskip("torch")
 from ganserve.cli import main  # noqa: E402
 from ganserve.model_io import load_model  # noqa: E402
 from ganserve.training.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
-from ganserve.training.loop import Trainer, TrainingDiverged, train  # noqa: E402
+from ganserve.training.loop import Trainer, TrainingDiverged, _read_otherwise, train  # noqa: E402
 from ganserve.training.options import TrainOptions  # noqa: E402
 
 import ganserve  # noqa: E402
@@ -217,7 +217,8 @@ def test_resume_on_changed_data_is_refused(tmp_path):
         Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(folder / f"{i:02d}.png")
     train(opts(tmp_path / "r", steps=3, data=str(folder), data_limit=None), log=quiet)
     Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(folder / "20.png")  # one image more
-    with pytest.raises(ValueError, match="not the data the checkpoint was trained on .20 images then, 21 now"):
+    with pytest.raises(ValueError, match="not the data the checkpoint was trained on .20 images then, 21 now.; "
+                                         "if these are the files it was trained on, this ganserve reads them"):
         Trainer(opts(tmp_path / "r", steps=6, data=str(folder), data_limit=None), resume=True)
     (folder / "20.png").unlink()
     Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(folder / "00.png")  # one image changed
@@ -519,7 +520,15 @@ def test_resume_on_data_of_other_channels_names_them(tmp_path):
     with pytest.raises(ValueError) as caught:
         Trainer(opts(run, steps=4, data=str(rgb)), resume=True, log=quiet)
     assert str(caught.value) == (f"--resume: {rgb} holds 3-channel images; the run in {run} was trained on "
-                                 f"1-channel images (resume it on its own data)")
+                                 f"1-channel images (resume it on its own data){_read_otherwise(str(rgb))}")
+
+
+def test_only_files_a_newer_loader_may_read_otherwise_get_that_hint(tmp_path):
+    idx = tmp_path / "train-images-idx3-ubyte"
+    idx.touch()
+    assert _read_otherwise("digits") == _read_otherwise("fashion-mnist") == _read_otherwise(str(idx)) == ""
+    for source in (tmp_path, tmp_path / "a.npz", tmp_path / "a.PNG"):
+        assert "reads them differently" in _read_otherwise(str(source)), source
 
 
 def test_resume_past_its_steps_trains_and_rewrites_nothing(tmp_path, capsys):
