@@ -190,7 +190,7 @@ class Trainer:
             "wall_time_s": None if self.wall_time_before is None else
                            self.wall_time_before + time.perf_counter() - self.started,
             "command": self.command,  # the command that started the run
-            "hardware": self.hardware,  # where it ran last
+            "hardware": self.hardware,  # where it ran, each session's machine when they differed
             "world": self.dist.world,
             "device_type": self.dist.device.type,
             "ganserve_version": __version__,
@@ -235,6 +235,7 @@ class Trainer:
         self.history, self.best_fd, self.train_time = list(s["history"]), s["best_fd"], s["elapsed_s"]
         self.wall_time_before = s.get("wall_time_s")  # None in checkpoints older than it: stays unknown
         self.command = s.get("command", self.command)
+        self.hardware = _hardware_since(s.get("hardware"), self.hardware)
         if self.dist.main:  # the log continues from the checkpoint: drop rows written after it
             rows = [json.dumps(r, sort_keys=True) for r in self.history]
             (self.run / "metrics.jsonl").write_text("".join(r + "\n" for r in rows))
@@ -528,7 +529,14 @@ def _progress(total: int, initial: int):
 def _hardware(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
-    return f"{platform.machine()} CPU, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    return f"{platform.machine()} CPU, {plural(torch.get_num_threads(), 'thread')}, torch {torch.__version__}"
+
+
+def _hardware_since(before: str | None, now: str) -> str:
+    """What a resumed run ran on: the earlier sessions' hardware, then this one's where it differs."""
+    if before is None:  # a checkpoint older than the record: the earlier sessions' is not known
+        return f"unknown; then {now}"
+    return before if before == now or before.endswith(f"; then {now}") else f"{before}; then {now}"
 
 
 def _command_line() -> str:

@@ -509,7 +509,23 @@ def test_a_checkpoint_without_the_newer_facts_exports_and_resumes(tmp_path):
     train(opts(run, steps=4), resume=True, log=quiet)
     resumed = load_checkpoint(run / "last.pt")
     assert resumed["step"] == 4 and resumed["wall_time_s"] is None  # the earlier sessions' is not known
+    assert resumed["hardware"].startswith("unknown; then ")
     assert "wall_time_s" not in load_model(run / "model").metadata["training"]
+
+
+def test_a_run_resumed_on_other_hardware_records_both(tmp_path, monkeypatch):
+    import ganserve.training.loop as loop
+
+    run = tmp_path / "r"
+    monkeypatch.setattr(loop, "_hardware", lambda device: "machine A")
+    train(opts(run, steps=2), log=quiet)
+    train(opts(run, steps=3), resume=True, log=quiet)  # the same machine: said once
+    assert load_checkpoint(run / "last.pt")["hardware"] == "machine A"
+    monkeypatch.setattr(loop, "_hardware", lambda device: "machine B")
+    for steps in (4, 5):  # a second session on B adds nothing
+        train(opts(run, steps=steps), resume=True, log=quiet)
+        assert load_checkpoint(run / "last.pt")["hardware"] == "machine A; then machine B"
+    assert load_model(run / "model").metadata["training"]["hardware"] == "machine A; then machine B"
 
 
 def test_resume_on_data_of_other_channels_names_them(tmp_path):
