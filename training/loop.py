@@ -127,7 +127,8 @@ class Trainer:
         channels, then = self.config.output_shape[0], saved.output_shape[0]
         if self.opts.channels is None and channels != then:  # the data's channels, not an option, differ
             raise ValueError(f"--resume: {data_source} holds {channels}-channel images; the run in {self.run} was "
-                             f"trained on {then}-channel images (resume it on its own data){_read_otherwise(data_source)}")
+                             f"trained on {then}-channel images (resume it on its own data)"
+                             f"{_read_otherwise(data_source)}")
         raise ValueError(f"--resume: {self.run / 'last.pt'} holds a different architecture than "
                          f"--preset {self.opts.preset} builds (check --channels, --latent-dim, --width)")
 
