@@ -28,7 +28,8 @@ def train(
     steps: Optional[int] = typer.Option(
         None, "--steps", help="Total training steps (default 10000; --resume keeps the run's own unless given)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the whole run (default 0)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Per process (default 64)."),
+    batch_size: Optional[int] = typer.Option(
+        None, "--batch-size", help="Per process (default 64); smaller batches learn more per image (README)."),
     checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Default 1000."),
     eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Default 1000."),
     eval_samples: Optional[int] = typer.Option(None, "--eval-samples", help="Default 5000."),
