@@ -4,10 +4,14 @@
 
 Both train the preset's G and D on Fashion-MNIST (digits with --data digits) at batch 64. The
 seeds' loop (`ganserve.training.baseline.seed_loop`): DataLoader batches, a second D pass over the
-fakes, Adam without fusing, `.item()` every step. ganserve's (`Trainer.train_step`): in-memory
-batches, one D pass over the fakes, fused Adam, no host sync per step. They run in interleaved
-rounds; the table gives images/s (median) and the ratio. Goal (issue 3): at least 1.5x.
---compile adds ganserve's step with G and D compiled by torch.compile (inductor), in the same rounds.
+fakes, Adam without fusing, `.item()` every step, the stock torch.nn layers. ganserve's
+(`Trainer.train_step`): in-memory batches, one D pass over the fakes, fused Adam, no host sync per
+step, its own layers for the shapes the stock ones run slowly, and glibc's malloc told to keep freed
+memory (what `Trainer` does on the CPU). Each loop runs in a process of its own, so each has only
+the process-wide settings its own code makes; they take turns, round by round, and the table gives
+images/s (median) and the ratio. Goal (issue 3): at least 1.5x.
+--compile adds ganserve's step with G and D compiled by torch.compile (inductor), in the same rounds;
+--malloc adds ganserve's step with glibc's malloc left as it is (what `keep_freed_memory` gains).
 
 --breakdown also times the work any loop with this math must do per step, on ganserve's own
 modules: G forward and backward, D forward on the real and the fake batch, D backward to its input
@@ -20,13 +24,17 @@ kernels run to the machine's practical ceiling.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import statistics
 import tempfile
 import time
 
 import torch
 
+from ganserve.presets import create_config
+from ganserve.training import loop
 from ganserve.training.baseline import seed_loop, seed_models
+from ganserve.training.data import load_dataset
 from ganserve.training.loop import Trainer
 from ganserve.training.options import TrainOptions
 
@@ -41,39 +49,46 @@ def main() -> None:
     parser.add_argument("--breakdown", action="store_true", help="also time the work every step must do")
     parser.add_argument("--compile", action="store_true",
                         help="also time ganserve's step with G and D under torch.compile (inductor)")
+    parser.add_argument("--malloc", action="store_true",
+                        help="also time ganserve's step with glibc's malloc left as it is")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as tmp:
-        def make_trainer() -> Trainer:
-            return Trainer(TrainOptions(preset=args.preset, data=args.data, out=tmp, batch_size=args.batch_size,
-                                        device="cpu"), log=lambda *_: None)
-
-        trainer = make_trainer()
-        images = trainer.images
-        G, D = seed_models(args.preset, channels=trainer.config.output_shape[0])
-        loops = {"seeds-style": lambda: seed_loop(G, D, images, args.steps, args.batch_size)["images_per_s"],
-                 "ganserve": lambda: images_per_s(trainer, args.steps)}
-        if args.compile:
-            compiled = make_trainer()
-            compiled.G_train, compiled.D_train = torch.compile(compiled.G_train), torch.compile(compiled.D_train)
-            images_per_s(compiled, 3)  # compiles
-            loops["ganserve, compiled"] = lambda: images_per_s(compiled, args.steps)
-        rates: dict[str, list[float]] = {name: [] for name in loops}
+    names = ["seeds-style", "ganserve"] + (["ganserve, compiled"] if args.compile else []) + \
+        (["ganserve, malloc as is"] if args.malloc else [])
+    context = multiprocessing.get_context("spawn")
+    pipes, workers = {}, []
+    for name in names:
+        pipes[name], theirs = context.Pipe()
+        workers.append(context.Process(target=serve, args=(name, args, theirs), daemon=True))
+        workers[-1].start()
+    try:
+        for name in names:
+            pipes[name].recv()  # built (and compiled)
+        rates: dict[str, list[float]] = {name: [] for name in names}
         for r in range(args.rounds):
-            for name, run in loops.items():
-                rates[name].append(run())
+            for name in names:
+                pipes[name].send("round")
+                rates[name].append(pipes[name].recv())
             print(f"round {r + 1}: " + ", ".join(f"{name} {v[-1]:.0f} img/s" for name, v in rates.items()))
+    finally:
+        for name in names:
+            pipes[name].send(None)
+        for worker in workers:
+            worker.join()
     medians = {name: statistics.median(v) for name, v in rates.items()}
     s, o = medians["seeds-style"], medians["ganserve"]
     print(f"\n{args.preset} on {args.data}, batch {args.batch_size}, CPU with {torch.get_num_threads()} threads")
-    print(f"{'loop':20s} {'images/s':>9s}")
+    print(f"{'loop':22s} {'images/s':>9s}")
     for name, rate in medians.items():
-        print(f"{name:20s} {rate:9.0f}")
+        print(f"{name:22s} {rate:9.0f}")
     for name, rate in medians.items():
         if name != "seeds-style":
             print(f"ratio {name} / seeds-style: {rate / s:.2f}x")
     if args.breakdown:
-        parts = breakdown(trainer, images[:args.batch_size].contiguous(memory_format=torch.channels_last))
+        with tempfile.TemporaryDirectory() as tmp:
+            trainer = make_trainer(args, tmp)
+            parts = breakdown(trainer, trainer.images[:args.batch_size].contiguous(memory_format=torch.channels_last))
+            flops = step_flops(trainer)
         for name, ms in parts.items():
             print(f"{name:42s} {ms:7.1f} ms")
         if min(parts.values()) < 0:
@@ -83,10 +98,37 @@ def main() -> None:
         print(f"{'work every step needs':42s} {needed:7.1f} ms; seeds-style step {seeds_ms:.1f} ms, "
               f"ganserve step {1e3 * args.batch_size / o:.1f} ms")
         print(f"most any loop could gain on this network: {seeds_ms / needed:.2f}x")
-        flops, peak = step_flops(trainer), matmul_rate()
+        peak = matmul_rate()
         print(f"the step's convolutions and matrix products: {flops / 1e9:.1f} GFLOP (torch's FLOP counter), "
               f"{flops / (args.batch_size / o) / 1e9:.0f} GFLOP/s in ganserve's step; one 2048x2048 float32 "
               f"matrix product runs at {peak / 1e9:.0f} GFLOP/s here")
+
+
+def make_trainer(args: argparse.Namespace, out: str) -> Trainer:
+    return Trainer(TrainOptions(preset=args.preset, data=args.data, out=out, batch_size=args.batch_size,
+                                device="cpu"), log=lambda *_: None)
+
+
+def serve(name: str, args: argparse.Namespace, pipe) -> None:
+    """One loop, in a process of its own: answers each "round" with its images/s, stops at None."""
+    with tempfile.TemporaryDirectory() as tmp:
+        if name == "seeds-style":  # no Trainer in this process: nothing of ganserve's is set up
+            data = load_dataset(args.data, size=create_config(args.preset).output_shape[1:])
+            channels = data.images.shape[-1]
+            images = data.to_tensor(create_config(args.preset, channels=channels).output_shape)
+            G, D = seed_models(args.preset, channels=channels)
+            run = lambda: seed_loop(G, D, images, args.steps, args.batch_size)["images_per_s"]  # noqa: E731
+        else:
+            if name == "ganserve, malloc as is":
+                loop.keep_freed_memory = lambda: False  # the Trainer below then leaves malloc as it is
+            trainer = make_trainer(args, tmp)
+            if name == "ganserve, compiled":
+                trainer.G_train, trainer.D_train = torch.compile(trainer.G_train), torch.compile(trainer.D_train)
+                images_per_s(trainer, 3)  # compiles
+            run = lambda: images_per_s(trainer, args.steps)  # noqa: E731
+        pipe.send("ready")
+        while pipe.recv() is not None:
+            pipe.send(run())
 
 
 def images_per_s(trainer: Trainer, steps: int) -> float:

@@ -27,3 +27,23 @@ def total_memory() -> int | None:
         return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, OSError, ValueError):
         return None
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed memory for reuse instead of handing it back to the system.
+
+    By default, large blocks (a batch's activations) are mapped afresh and handed back as they are
+    freed, and the heap's free top is trimmed, so each training step pays page faults for memory the
+    step before it had; PyTorch's CPU tuning guide swaps the allocator for this reason. Kept, a CPU
+    training step runs faster (`python bench/bench_training.py --malloc`); the process then holds
+    on to its peak memory. Returns False where the C library is not glibc (or says no): nothing changes.
+    """
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt  # the C library the process runs on
+    except (OSError, AttributeError, TypeError):
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    limit = 1 << 30  # blocks up to 1 GiB come from (and go back to) the heap, which keeps 1 GiB free at most
+    return bool(mallopt(M_MMAP_THRESHOLD, limit)) and bool(mallopt(M_TRIM_THRESHOLD, limit))

@@ -35,18 +35,48 @@ class ProjectTranspose(nn.ConvTranspose2d):
     """A transposed conv applied to a 1x1 input (the DCGAN projection of z): one matrix product.
 
     Same parameters and result as nn.ConvTranspose2d, which runs this case through a general
-    deconvolution several times slower (forward and backward) on the CPU.
+    deconvolution three to four and a half times slower on the CPU (bench/bench_layers.py). A channels-last
+    weight is already laid out (in, k, k, out): the product then reads it as it is and gives a
+    channels-last output, what the next layers of a channels-last network want.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, k = x.shape[0], self.kernel_size[0]
-        y = (x.reshape(n, -1) @ self.weight.reshape(self.in_channels, -1)).view(n, self.out_channels, k, k)
+        n, k, w = x.shape[0], self.kernel_size[0], self.weight
+        if w.is_contiguous():
+            y = (x.reshape(n, -1) @ w.reshape(self.in_channels, -1)).view(n, self.out_channels, k, k)
+        else:
+            w = w.permute(0, 2, 3, 1).reshape(self.in_channels, -1)
+            y = (x.reshape(n, -1) @ w).view(n, k, k, self.out_channels).permute(0, 3, 1, 2)
+        return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
+
+
+class FoldTranspose(nn.ConvTranspose2d):
+    """A transposed conv to one channel (a grayscale image layer): a matrix product, then `F.fold`
+    adds the overlapping kernel windows into place.
+
+    Same parameters and result as nn.ConvTranspose2d, whose CPU deconvolution runs this shape (many
+    channels in, one out) slower, forward and backward, channels-last or not; at 3 channels out it
+    is the faster one, so RGB layers keep it (bench/bench_layers.py). On CUDA it runs the stock layer.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu":
+            return super().forward(x)
+        n, c, h, w = x.shape
+        size = [(m - 1) * self.stride[0] - 2 * self.padding[0] + self.kernel_size[0] + self.output_padding[0]
+                for m in (h, w)]
+        cols = x.permute(0, 2, 3, 1).reshape(n, h * w, c) @ self.weight.reshape(c, -1)  # (n, h*w, out*k*k)
+        y = nn.functional.fold(cols.transpose(1, 2), size, self.kernel_size, padding=self.padding, stride=self.stride)
         return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
 
 
 def _conv_transpose(spec: dict[str, Any], in_shape: tuple[int, ...], fast: bool) -> nn.Module:
     projection = in_shape[1:] == (1, 1) and spec["padding"] == 0 and spec["output_padding"] == 0
-    cls = ProjectTranspose if fast and projection else nn.ConvTranspose2d
+    cls = nn.ConvTranspose2d
+    if fast and projection:
+        cls = ProjectTranspose
+    elif fast and spec["out_channels"] == 1:
+        cls = FoldTranspose
     return cls(spec["in_channels"], spec["out_channels"], spec["kernel_size"], spec["stride"], spec["padding"],
                spec["output_padding"], bias=spec["bias"])
 

@@ -35,7 +35,7 @@ from .networks import build_discriminator, dcgan_init
 def seed_models(preset: str, channels: int = 1) -> tuple[nn.Module, nn.Module]:
     """G and D as the seed script builds them: D ends in a sigmoid, both N(0, 0.02)-initialised."""
     config = create_config(preset, channels=channels)
-    G, D = build_generator(config, fast=False), nn.Sequential(build_discriminator(config), nn.Sigmoid())
+    G, D = build_generator(config, fast=False), nn.Sequential(build_discriminator(config, fast=False), nn.Sigmoid())
     dcgan_init(G)
     dcgan_init(D)
     return G, D

