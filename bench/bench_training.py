@@ -61,20 +61,31 @@ def main() -> None:
         pipes[name], theirs = context.Pipe()
         workers.append(context.Process(target=serve, args=(name, args, theirs), daemon=True))
         workers[-1].start()
+        theirs.close()  # the worker's end is the worker's alone: its exit is then EOF here, not a hang
+
+    def answer(name: str):
+        try:
+            return pipes[name].recv()
+        except EOFError:
+            raise SystemExit(f"bench_training: the {name!r} loop's process stopped (its error is above)") from None
+
     try:
         for name in names:
-            pipes[name].recv()  # built (and compiled)
+            answer(name)  # built (and compiled)
         rates: dict[str, list[float]] = {name: [] for name in names}
         for r in range(args.rounds):
             for name in names:
                 pipes[name].send("round")
-                rates[name].append(pipes[name].recv())
+                rates[name].append(answer(name))
             print(f"round {r + 1}: " + ", ".join(f"{name} {v[-1]:.0f} img/s" for name, v in rates.items()))
     finally:
         for name in names:
-            pipes[name].send(None)
+            try:
+                pipes[name].send(None)
+            except OSError:  # that worker is gone already
+                pass
         for worker in workers:
-            worker.join()
+            worker.join(timeout=60)
     medians = {name: statistics.median(v) for name, v in rates.items()}
     s, o = medians["seeds-style"], medians["ganserve"]
     print(f"\n{args.preset} on {args.data}, batch {args.batch_size}, CPU with {torch.get_num_threads()} threads")

@@ -45,5 +45,8 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError, TypeError):
         return False
     M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-    limit = 1 << 30  # blocks up to 1 GiB come from (and go back to) the heap, which keeps 1 GiB free at most
-    return bool(mallopt(M_MMAP_THRESHOLD, limit)) and bool(mallopt(M_TRIM_THRESHOLD, limit))
+    # Blocks below the threshold come from the heap and go back to it. Older glibc refuses a threshold
+    # above 32 MiB (HEAP_MAX_SIZE / 2 on 64-bit): then 32 MiB, above most of a step's activations.
+    mapped = any(mallopt(M_MMAP_THRESHOLD, limit) == 1 for limit in (1 << 30, 1 << 25))
+    trimmed = mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1  # up to 1 GiB free at the heap's top is kept
+    return mapped and trimmed

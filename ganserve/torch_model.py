@@ -35,19 +35,22 @@ class ProjectTranspose(nn.ConvTranspose2d):
     """A transposed conv applied to a 1x1 input (the DCGAN projection of z): one matrix product.
 
     Same parameters and result as nn.ConvTranspose2d, which runs this case through a general
-    deconvolution three to four and a half times slower on the CPU (bench/bench_layers.py). A channels-last
-    weight is already laid out (in, k, k, out): the product then reads it as it is and gives a
-    channels-last output, what the next layers of a channels-last network want.
+    deconvolution three to four and a half times slower on the CPU (bench/bench_layers.py). A
+    channels-last weight is already laid out (in, k, k, out): the product then reads it as it is and
+    gives a channels-last output, what the next layers of a channels-last network want.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, k, w = x.shape[0], self.kernel_size[0], self.weight
+        if not product_applies(self, x) or x.shape[2:] != (1, 1) or self.padding != (0, 0) \
+                or self.output_padding != (0, 0):
+            return super().forward(x)
+        (n, *_), (kh, kw), w = x.shape, self.kernel_size, self.weight
         if w.is_contiguous():
-            y = (x.reshape(n, -1) @ w.reshape(self.in_channels, -1)).view(n, self.out_channels, k, k)
+            y = (x.reshape(n, -1) @ w.reshape(self.in_channels, -1)).view(n, self.out_channels, kh, kw)
         else:
             w = w.permute(0, 2, 3, 1).reshape(self.in_channels, -1)
-            y = (x.reshape(n, -1) @ w).view(n, k, k, self.out_channels).permute(0, 3, 1, 2)
-        return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
+            y = (x.reshape(n, -1) @ w).view(n, kh, kw, self.out_channels).permute(0, 3, 1, 2)
+        return add_channel_bias(y, self.bias)
 
 
 class FoldTranspose(nn.ConvTranspose2d):
@@ -60,14 +63,25 @@ class FoldTranspose(nn.ConvTranspose2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type != "cpu":
+        if x.device.type != "cpu" or not product_applies(self, x):
             return super().forward(x)
         n, c, h, w = x.shape
-        size = [(m - 1) * self.stride[0] - 2 * self.padding[0] + self.kernel_size[0] + self.output_padding[0]
-                for m in (h, w)]
+        size = [(m - 1) * s - 2 * p + k + extra for m, s, p, k, extra in
+                zip((h, w), self.stride, self.padding, self.kernel_size, self.output_padding)]
         cols = x.permute(0, 2, 3, 1).reshape(n, h * w, c) @ self.weight.reshape(c, -1)  # (n, h*w, out*k*k)
         y = nn.functional.fold(cols.transpose(1, 2), size, self.kernel_size, padding=self.padding, stride=self.stride)
-        return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
+        return add_channel_bias(y, self.bias)
+
+
+def product_applies(layer: nn.modules.conv._ConvNd, x: torch.Tensor) -> bool:
+    """Whether a layer computed as a matrix product can take `x`: a non-empty batch of images, and no
+    dilation or groups (which the products do not implement; the stock layer then runs)."""
+    return x.dim() == 4 and x.shape[0] > 0 and layer.groups == 1 and all(d == 1 for d in layer.dilation)
+
+
+def add_channel_bias(y: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """`y` plus a per-channel bias, in y's dtype (under autocast, as the stock layers give it)."""
+    return y if bias is None else y + bias.to(y.dtype).view(1, -1, 1, 1)
 
 
 def _conv_transpose(spec: dict[str, Any], in_shape: tuple[int, ...], fast: bool) -> nn.Module:

@@ -68,3 +68,29 @@ def test_the_fast_generator_uses_them_where_measured_faster():
     assert kinds("dcgan64", True, width=8) == [ProjectTranspose] + [nn.ConvTranspose2d] * 4  # RGB: stock
     assert kinds("dcgan64", True, width=8, channels=1)[-1] is FoldTranspose
     assert set(kinds("dcgan28", False, width=8)) == {nn.ConvTranspose2d}  # as the seed scripts build it
+
+
+def test_under_autocast_they_give_the_stock_dtype():
+    x = {ProjectTranspose: torch.randn(3, 12, 1, 1), FoldTranspose: torch.randn(3, 12, 5, 5)}
+    for cls, args in ((ProjectTranspose, (12, 4, 4, 1, 0)), (FoldTranspose, (12, 1, 4, 2, 1))):
+        stock, fast = nn.ConvTranspose2d(*args, bias=True), cls(*args, bias=True)
+        fast.load_state_dict(stock.state_dict())
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            want, got = stock(x[cls]), fast(x[cls])
+        assert got.dtype == want.dtype == torch.bfloat16
+        torch.testing.assert_close(got.float(), want.float(), rtol=0.05, atol=0.05)
+
+
+@pytest.mark.parametrize("cls, args, x", [
+    (ProjectTranspose, dict(in_channels=12, out_channels=4, kernel_size=4), torch.randn(0, 12, 1, 1)),  # no images
+    (ProjectTranspose, dict(in_channels=12, out_channels=4, kernel_size=4, padding=1), torch.randn(2, 12, 1, 1)),
+    (ProjectTranspose, dict(in_channels=12, out_channels=4, kernel_size=(3, 5)), torch.randn(2, 12, 1, 1)),
+    (FoldTranspose, dict(in_channels=6, out_channels=1, kernel_size=4, stride=2, padding=1), torch.randn(0, 6, 5, 5)),
+    (FoldTranspose, dict(in_channels=6, out_channels=1, kernel_size=3, stride=2, dilation=2), torch.randn(2, 6, 5, 5)),
+    (FoldTranspose, dict(in_channels=6, out_channels=1, kernel_size=3, stride=2), torch.randn(6, 5, 5)),  # unbatched
+])
+def test_what_the_products_do_not_cover_runs_the_stock_layer(cls, args, x):
+    stock, fast = nn.ConvTranspose2d(**args), cls(**args)
+    fast.load_state_dict(stock.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), stock(x))

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ganserve.config import GeneratorConfig
+from ganserve.torch_model import add_channel_bias, product_applies
 
 
 def dcgan_init(module: nn.Module) -> None:
@@ -39,12 +40,11 @@ class WholeConv(nn.Conv2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-2:] != self.kernel_size or self.padding != (0, 0):
+        if not product_applies(self, x) or x.shape[2:] != self.kernel_size or self.padding != (0, 0):
             return super().forward(x)
         w = self.weight.permute(0, 2, 3, 1).reshape(self.out_channels, -1)
-        y = x.permute(0, 2, 3, 1).reshape(x.shape[0], -1) @ w.t()
-        y = y if self.bias is None else y + self.bias
-        return y.view(x.shape[0], self.out_channels, 1, 1)
+        y = (x.permute(0, 2, 3, 1).reshape(x.shape[0], -1) @ w.t()).view(x.shape[0], self.out_channels, 1, 1)
+        return add_channel_bias(y, self.bias)
 
 
 def dcgan_discriminator(channels: int, size: int, width: int = 64, fast: bool = True) -> nn.Sequential:

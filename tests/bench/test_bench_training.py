@@ -20,3 +20,10 @@ def test_one_round_on_digits():
     rates = dict(re.findall(r"^(seeds-style|ganserve)\s+(\d+)$", done.stdout, re.M))
     assert set(rates) == {"seeds-style", "ganserve"} and all(int(v) > 0 for v in rates.values())
     assert re.search(r"ratio ganserve / seeds-style: \d+\.\d\dx", done.stdout)
+
+
+def test_a_loop_whose_process_fails_ends_the_run_with_a_clear_error():
+    done = subprocess.run([sys.executable, str(BENCH), "--preset", "no-such-preset", "--data", "digits", "--steps", "1",
+                           "--rounds", "1"], capture_output=True, text=True, timeout=120)  # not a hang
+    assert done.returncode != 0
+    assert "loop's process stopped (its error is above)" in done.stderr and "no-such-preset" in done.stderr

@@ -35,6 +35,22 @@ def test_whole_conv_is_the_stock_layer(channels_last, out_channels, bias, size):
     assert all(t.abs().max() > 0 for t in results[1])
 
 
+def test_whole_conv_under_autocast_and_where_the_product_does_not_apply():
+    stock, fast = nn.Conv2d(6, 2, 5, bias=True), WholeConv(6, 2, 5, bias=True)
+    fast.load_state_dict(stock.state_dict())
+    x = torch.randn(3, 6, 5, 5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        want, got = stock(x), fast(x)
+    assert got.dtype == want.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), want.float(), rtol=0.05, atol=0.05)
+    with torch.no_grad():
+        for inputs in (torch.randn(0, 6, 5, 5), torch.randn(6, 5, 5)):  # no images; unbatched
+            torch.testing.assert_close(fast(inputs), stock(inputs))
+        dilated = WholeConv(6, 2, 3, dilation=2)  # a 3x3 input fits the kernel's size, not its reach (5x5)
+        with pytest.raises(RuntimeError):
+            dilated(torch.randn(2, 6, 3, 3))  # as the stock layer: no silent product
+
+
 def test_whole_conv_only_in_the_fast_dcgan_discriminator():
     def kinds(preset, fast):
         return {type(m) for m in build_discriminator(ganserve.create_config(preset), fast=fast).modules()}
