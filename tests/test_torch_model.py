@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from helpers import same_forward_and_backward, same_under_autocast
 
 import ganserve
 
@@ -10,27 +11,6 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 from ganserve.torch_model import FoldTranspose, ProjectTranspose, build_generator  # noqa: E402
-
-
-def same_forward_and_backward(fast: nn.Module, stock: nn.Module, x: torch.Tensor, channels_last: bool) -> None:
-    """Outputs, input gradients and parameter gradients agree in float64 (up to summation order)."""
-    fast.load_state_dict(stock.state_dict())
-    if channels_last:
-        fast, stock = fast.to(memory_format=torch.channels_last), stock.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    outputs, grads = [], []
-    for net in (fast, stock):
-        xi = x.detach().clone().requires_grad_()
-        y = net(xi)
-        target = torch.linspace(-1, 1, y.numel(), dtype=y.dtype).view(y.shape)  # a different weight per output
-        (y * target).sum().backward()
-        outputs.append(y)
-        grads.append([xi.grad] + [p.grad for p in net.parameters()])
-    assert outputs[0].shape == outputs[1].shape
-    torch.testing.assert_close(outputs[0], outputs[1], rtol=1e-10, atol=1e-10)
-    for got, want in zip(*grads):
-        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
-    assert outputs[1].abs().max() > 0.1 and all(g.abs().max() > 0 for g in grads[1])  # not vacuous
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
@@ -71,14 +51,10 @@ def test_the_fast_generator_uses_them_where_measured_faster():
 
 
 def test_under_autocast_they_give_the_stock_dtype():
-    x = {ProjectTranspose: torch.randn(3, 12, 1, 1), FoldTranspose: torch.randn(3, 12, 5, 5)}
-    for cls, args in ((ProjectTranspose, (12, 4, 4, 1, 0)), (FoldTranspose, (12, 1, 4, 2, 1))):
-        stock, fast = nn.ConvTranspose2d(*args, bias=True), cls(*args, bias=True)
-        fast.load_state_dict(stock.state_dict())
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            want, got = stock(x[cls]), fast(x[cls])
-        assert got.dtype == want.dtype == torch.bfloat16
-        torch.testing.assert_close(got.float(), want.float(), rtol=0.05, atol=0.05)
+    same_under_autocast(ProjectTranspose(12, 4, 4, bias=True), nn.ConvTranspose2d(12, 4, 4, bias=True),
+                        torch.randn(3, 12, 1, 1))
+    same_under_autocast(FoldTranspose(12, 1, 4, 2, 1, bias=True), nn.ConvTranspose2d(12, 1, 4, 2, 1, bias=True),
+                        torch.randn(3, 12, 5, 5))
 
 
 @pytest.mark.parametrize("cls, args, x", [

@@ -69,7 +69,7 @@ class Trainer:
         device = self.dist.device
         self.cuda = device.type == "cuda"
         if not self.cuda:
-            keep_freed_memory()  # a step's activations are reused, not mapped afresh (about 5% faster)
+            keep_freed_memory()  # a step's activations are reused, not mapped afresh (bench_training.py --malloc)
         self.amp = opts.amp if opts.amp is not None else self.cuda
         # channels-last measured faster for these convs on the CPU as well (bench/bench_training.py)
         self.channels_last = opts.channels_last if opts.channels_last is not None else True
