@@ -13,8 +13,8 @@ Sources (`load_dataset(spec, ...)`):
 - a CIFAR-10 python batch file or folder of them (read by a restricted unpickler that admits only
   plain containers and NumPy arrays, never code);
 - an ``.npz`` file with an ``images`` (or the first) array, (N, H, W), (N, H, W, C) or (N, C, H, W),
-  C = 1 to 4 (alpha dropped), of uint8, uint16, other integers in 0..255, or floats in [0, 1],
-  [-1, 1] or 0..255.
+  C = 1 to 4 (alpha dropped), of uint8, uint16, other integers in 0..255 (all 0 or 1: refused as
+  ambiguous), booleans, or floats in [0, 1], [-1, 1] or 0..255.
 
 Images are resized (bilinear, antialiased) and converted (gray <-> RGB) to the preset's shape.
 """
@@ -278,8 +278,8 @@ def _npz_layout(arr: np.ndarray, what: str) -> np.ndarray:
 
 
 def _npz_pixels(arr: np.ndarray, what: str) -> np.ndarray:
-    """uint8 pixels from `arr`: uint8 as is, uint16 by its full range, other integers if in 0..255,
-    floats in [0, 1], [-1, 1] or 0..255. `what` names the array in errors."""
+    """uint8 pixels from `arr`: uint8 as is, uint16 by its full range, other integers if in 0..255
+    (not 0/1 only), floats or booleans in [0, 1], floats in [-1, 1] or 0..255. `what` names the array in errors."""
     if arr.dtype == np.uint8:
         return arr
     if arr.dtype == np.uint16:
@@ -291,6 +291,9 @@ def _npz_pixels(arr: np.ndarray, what: str) -> np.ndarray:
         lo, hi = int(arr.min()), int(arr.max())
         if lo < 0 or hi > 255:
             raise ValueError(f"{what} ({arr.dtype}) holds values {lo}..{hi}, outside 0..255: {RANGE_HINT}")
+        if hi <= 1:  # binary images as integers would read as black pixels (0 and 1 out of 255): ambiguous
+            raise ValueError(f"{what} ({arr.dtype}) holds values {lo}..{hi} only: for binary images save "
+                             f"0/255 as uint8, or 0/1 as floats or booleans")
         return arr.astype(np.uint8)
     dtype, arr = arr.dtype, np.asarray(arr, dtype=np.float64)
     if not np.isfinite(arr).all():

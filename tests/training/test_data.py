@@ -207,6 +207,15 @@ def test_npz_16bit_and_wide_integer_values(tmp_path):
         load_dataset(tmp_path / "u16_small.npz")
 
 
+def test_npz_binary_images_are_read_as_white_or_refused_as_ambiguous(tmp_path):
+    binary = np.random.default_rng(0).integers(0, 2, (4, 8, 8))
+    np.savez(tmp_path / "ints.npz", images=binary)  # int64 0/1: 1 of 255 would be near black
+    with pytest.raises(ValueError, match=r"ints.npz.*\(int64\) holds values 0..1 only.*0/255 as uint8"):
+        load_dataset(tmp_path / "ints.npz")
+    np.savez(tmp_path / "bools.npz", images=binary.astype(bool))
+    np.testing.assert_array_equal(load_dataset(tmp_path / "bools.npz").images[..., 0], binary * 255)
+
+
 def test_npz_float_ranges_allow_rounding_error_at_their_ends(tmp_path):
     for name, array, expected in [("unit.npz", [-0.004, 0.5, 1.004], [0, 128, 255]),  # [0, 1], not [-1, 1]
                                   ("signed.npz", [-1.004, 0.0, 1.0], [0, 128, 255]),
