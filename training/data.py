@@ -182,8 +182,13 @@ def _from_path(path: Path, size: tuple[int, int] | None = None) -> Dataset:
     raise ValueError(f"{path}: unknown data format; expected an image folder, IDX, .npz or CIFAR-10 batch")
 
 
+def is_cifar_folder(folder: Path) -> bool:
+    """Whether `folder` is read as CIFAR-10 python batches (before IDX files and images in it)."""
+    return any(folder.glob("data_batch_*")) or any(folder.glob("test_batch"))
+
+
 def _from_folder(folder: Path, size: tuple[int, int] | None) -> Dataset:
-    if any(folder.glob("data_batch_*")) or any(folder.glob("test_batch")):
+    if is_cifar_folder(folder):
         return _cifar(sorted(folder.glob("data_batch_*")) or [folder / "test_batch"], str(folder))
     idx = _idx_images_in(folder)
     if idx is not None:

@@ -42,7 +42,7 @@ from ganserve.torch_model import build_generator, export_weights
 
 from . import distributed
 from .checkpoint import CheckpointError, link, load_checkpoint, save_checkpoint
-from .data import IMAGE_SUFFIXES, NAMED, load_dataset
+from .data import IMAGE_SUFFIXES, NAMED, is_cifar_folder, load_dataset
 from .networks import build_discriminator, dcgan_init, recalibrate_batch_norm
 from .options import TrainOptions
 
@@ -469,7 +469,9 @@ class Trainer:
 def _read_otherwise(source: str) -> str:
     """Said when resumed data differs from the checkpoint's: image folders and .npz arrays may be the
     same files, read otherwise by a newer ganserve (mixed gray and colour, alpha, 16-bit; see data.py)."""
-    if not (Path(source).is_dir() or Path(source).suffix.lower() in {".npz", *IMAGE_SUFFIXES}):
+    path = Path(source)
+    decoded = path.is_dir() and not is_cifar_folder(path) or path.suffix.lower() in {".npz", *IMAGE_SUFFIXES}
+    if not decoded:
         return ""
     return ("; if these are the files it was trained on, this ganserve reads them differently than the one "
             "that started the run (mixed gray and colour, alpha or 16-bit images), and `ganserve export "

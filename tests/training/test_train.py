@@ -543,6 +543,10 @@ def test_only_files_a_newer_loader_may_read_otherwise_get_that_hint(tmp_path):
     idx = tmp_path / "train-images-idx3-ubyte"
     idx.touch()
     assert _read_otherwise("digits") == _read_otherwise("fashion-mnist") == _read_otherwise(str(idx)) == ""
+    cifar = tmp_path / "cifar-10-batches-py"
+    cifar.mkdir()
+    (cifar / "data_batch_1").touch()
+    assert _read_otherwise(str(cifar)) == _read_otherwise(str(cifar / "data_batch_1")) == ""
     for source in (tmp_path, tmp_path / "a.npz", tmp_path / "a.PNG"):
         assert "reads them differently" in _read_otherwise(str(source)), source
 
