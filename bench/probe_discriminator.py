@@ -24,12 +24,12 @@ from ganserve.training.data import load_dataset
 from ganserve.training.networks import build_discriminator
 
 
-def probe(checkpoint: str | Path, sets: dict[str, torch.Tensor], batch_size: int | None = None) -> dict:
-    """{"step", "batch_size", "<set>/train_mode", "<set>/eval_mode" ...}: D's mean output on each image set."""
-    state = load_checkpoint(Path(checkpoint))
+def probe(state: dict, sets: dict[str, torch.Tensor], batch_size: int | None = None) -> dict:
+    """{"step", "batch_size", "<set>/train_mode", "<set>/eval_mode" ...}: D's mean output on each image set,
+    for checkpoint `state` (from `load_checkpoint`)."""
     D = build_discriminator(GeneratorConfig.from_dict(state["config"]))
     batch_size = batch_size or state["options"]["batch_size"]
-    out = {"checkpoint": str(checkpoint), "step": state["step"], "batch_size": batch_size}
+    out = {"step": state["step"], "batch_size": batch_size}
     for name, images in sets.items():
         for mode in ("train", "eval"):
             D.load_state_dict(state["D"])  # train mode moves the batch-norm running statistics
@@ -49,11 +49,13 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=10_000, help="images of each set")
     parser.add_argument("--batch-size", type=int, help="D's batches in train mode (default: the run's)")
     args = parser.parse_args()
-    shape = GeneratorConfig.from_dict(load_checkpoint(Path(args.checkpoints[0]))["config"]).output_shape
-    sets = {"training": load_dataset(args.data, limit=args.images).to_tensor(shape),
-            "held_out": load_dataset(args.held_out, limit=args.images).to_tensor(shape)}
+    data = {"training": load_dataset(args.data, limit=args.images),
+            "held_out": load_dataset(args.held_out, limit=args.images)}
     for path in args.checkpoints:
-        print(json.dumps(probe(path, sets, args.batch_size)))
+        state = load_checkpoint(Path(path))
+        shape = GeneratorConfig.from_dict(state["config"]).output_shape
+        sets = {name: images.to_tensor(shape) for name, images in data.items()}
+        print(json.dumps({"checkpoint": path, **probe(state, sets, args.batch_size)}))
 
 
 if __name__ == "__main__":

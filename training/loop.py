@@ -470,7 +470,7 @@ def _read_otherwise(source: str) -> str:
     """Said when resumed data differs from the checkpoint's: image folders and .npz arrays may be the
     same files, read otherwise by a newer ganserve (mixed gray and colour, alpha, 16-bit; see data.py)."""
     path = Path(source)
-    decoded = path.is_dir() and not is_cifar_folder(path) or path.suffix.lower() in {".npz", *IMAGE_SUFFIXES}
+    decoded = (path.is_dir() and not is_cifar_folder(path)) or path.suffix.lower() in {".npz", *IMAGE_SUFFIXES}
     if not decoded:
         return ""
     return ("; if these are the files it was trained on, this ganserve reads them differently than the one "

@@ -26,7 +26,7 @@ def test_probe_reports_the_checkpoints_discriminator_on_each_set(tmp_path):
     state = load_checkpoint(tmp_path / "run" / "last.pt")
     images = load_dataset("digits", limit=40).to_tensor((1, 28, 28))
     sets = {"training": images, "held_out": images.flip(0)}
-    got = probe_discriminator.probe(tmp_path / "run" / "last.pt", sets)
+    got = probe_discriminator.probe(state, sets)
     assert got["step"] == 4 and got["batch_size"] == 8
     D = build_discriminator(GeneratorConfig.from_dict(state["config"])).eval()
     D.load_state_dict(state["D"])
@@ -36,4 +36,4 @@ def test_probe_reports_the_checkpoints_discriminator_on_each_set(tmp_path):
     assert abs(got["training/eval_mode"] - expected) < 1e-4
     assert abs(got["held_out/eval_mode"] - expected) < 1e-4  # the same images in another order
     assert 0 < got["training/train_mode"] < 1 and got["training/train_mode"] != got["training/eval_mode"]
-    assert probe_discriminator.probe(tmp_path / "run" / "last.pt", sets) == got  # dropout is seeded
+    assert probe_discriminator.probe(state, sets) == got  # dropout is seeded, the state is left as it was
