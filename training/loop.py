@@ -338,6 +338,7 @@ class Trainer:
         opts = self.opts
         sums, count, tick = torch.zeros(4, device=self.dist.device), 0, time.perf_counter()
         while self.step < opts.steps:
+            self._set_learning_rates()
             sums += self.train_step(self._next_batch())
             count += 1
             self.step += 1
@@ -363,6 +364,12 @@ class Trainer:
                 if due[2] or self.step == opts.steps or best:  # every rank: saving is a collective
                     self.save(best=best)
                 tick = time.perf_counter()
+
+    def _set_learning_rates(self) -> None:
+        """The rates of --lr-g-at/--lr-d-at for this step (a function of the step: resume stays exact)."""
+        for opt, rate in zip((self.opt_G, self.opt_D), self.opts.learning_rates(self.step)):
+            for group in opt.param_groups:
+                group["lr"] = rate
 
     def _diverged(self, what: str) -> TrainingDiverged:
         """The error, with what can be done: a resumed run keeps its learning rates (and would replay the

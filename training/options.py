@@ -21,6 +21,9 @@ class TrainOptions:
     seed: int = 0
     lr_g: float = 2e-4
     lr_d: float = 2e-4
+    # learning-rate steps: ((STEP, LR), ...): from STEP steps done on, the net's Adam uses LR
+    lr_g_at: tuple[tuple[int, float], ...] = ()
+    lr_d_at: tuple[tuple[int, float], ...] = ()
     beta1: float = 0.5
     beta2: float = 0.999
     ema_decay: float = 0.999  # 0 disables the EMA generator
@@ -57,6 +60,7 @@ class TrainOptions:
             value = getattr(self, name)
             if not (value > 0 and math.isfinite(value)):
                 raise ValueError(f"--{name.replace('_', '-')} must be positive and finite, got {value}")
+        self.lr_g_at, self.lr_d_at = _schedule(self.lr_g_at, "lr_g_at"), _schedule(self.lr_d_at, "lr_d_at")
         for name in ("beta1", "beta2"):
             if not (0 <= getattr(self, name) < 1):
                 raise ValueError(f"--{name} must be in [0, 1), got {getattr(self, name)}")
@@ -70,6 +74,10 @@ class TrainOptions:
             raise ValueError("--seed and --keep must be >= 0")
         if self.data_limit is not None and self.data_limit <= 0:
             raise ValueError(f"--data-limit must be positive, got {self.data_limit}")
+
+    def learning_rates(self, step: int) -> tuple[float, float]:
+        """G's and D's learning rates for the update made after `step` steps."""
+        return _rate_at(self.lr_g, self.lr_g_at, step), _rate_at(self.lr_d, self.lr_d_at, step)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -97,3 +105,43 @@ class TrainOptions:
                 raise ValueError(f"--resume: the checkpoint was trained with {key}={merged.get(key)!r}, "
                                  f"not {value!r}; a resumed run keeps its settings")
         return cls(**merged)
+
+
+def parse_rate_steps(specs: list[str] | None, option: str) -> tuple[tuple[int, float], ...] | None:
+    """`--lr-d-at 56000:5e-5` (repeatable) -> ((56000, 5e-5),); None when not given."""
+    if not specs:
+        return None
+    pairs = []
+    for spec in specs:
+        step, sep, rate = spec.partition(":")
+        try:
+            pairs.append((int(step), float(rate)))
+        except ValueError:
+            raise ValueError(f"{option} takes STEP:LR (e.g. 56000:5e-5), got {spec!r}") from None
+        if not sep:
+            raise ValueError(f"{option} takes STEP:LR (e.g. 56000:5e-5), got {spec!r}")
+    return tuple(pairs)
+
+
+def _schedule(pairs: Any, name: str) -> tuple[tuple[int, float], ...]:
+    """`pairs` as sorted (int step, float rate) tuples (a checkpoint or config may hold lists), checked."""
+    option = f"--{name.replace('_', '-')}"
+    try:
+        out = tuple((int(step), float(rate)) for step, rate in pairs)
+    except (TypeError, ValueError):
+        raise ValueError(f"{option}: expected (step, rate) pairs, got {pairs!r}") from None
+    steps = [step for step, _ in out]
+    for step, rate in out:
+        if step <= 0 or not (rate > 0 and math.isfinite(rate)):
+            raise ValueError(f"{option}: steps must be positive and rates positive and finite, got {step}:{rate}")
+    if steps != sorted(set(steps)):
+        raise ValueError(f"{option}: steps must be distinct and in increasing order, got {steps}")
+    return out
+
+
+def _rate_at(base: float, pairs: tuple[tuple[int, float], ...], step: int) -> float:
+    rate = base
+    for start, value in pairs:
+        if step >= start:
+            rate = value
+    return rate

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -38,6 +38,10 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last.pt."),
     lr_g: Optional[float] = typer.Option(None, "--lr-g", help="Generator learning rate (default 2e-4)."),
     lr_d: Optional[float] = typer.Option(None, "--lr-d", help="Discriminator learning rate (default 2e-4)."),
+    lr_g_at: Optional[List[str]] = typer.Option(
+        None, "--lr-g-at", help="STEP:LR: from STEP steps on, G's learning rate is LR (repeatable)."),
+    lr_d_at: Optional[List[str]] = typer.Option(
+        None, "--lr-d-at", help="STEP:LR: from STEP steps on, D's learning rate is LR (repeatable; e.g. 56000:5e-5)."),
     beta1: Optional[float] = typer.Option(None, "--beta1", help="Adam's beta1, both nets (default 0.5)."),
     ema_decay: Optional[float] = typer.Option(None, "--ema-decay", help="Default 0.999; 0 disables the EMA generator."),
     label_smoothing: Optional[float] = typer.Option(None, "--label-smoothing", help="One-sided, e.g. 0.1."),
@@ -52,9 +56,11 @@ def train(
     _torch_or_hint()
     from ganserve.training.loop import TrainingDiverged
     from ganserve.training.loop import train as run_training
-    from ganserve.training.options import TrainOptions
+    from ganserve.training.options import TrainOptions, parse_rate_steps
 
-    given = dict(preset=preset, data=data, seed=seed, batch_size=batch_size, lr_g=lr_g, lr_d=lr_d, beta1=beta1,
+    given = dict(preset=preset, data=data, seed=seed, batch_size=batch_size, lr_g=lr_g, lr_d=lr_d,
+                 lr_g_at=parse_rate_steps(lr_g_at, "--lr-g-at"), lr_d_at=parse_rate_steps(lr_d_at, "--lr-d-at"),
+                 beta1=beta1,
                  ema_decay=ema_decay, label_smoothing=label_smoothing, channels=channels, latent_dim=latent_dim,
                  width=width, data_limit=data_limit, device=device, amp=amp, steps=steps,
                  checkpoint_every=checkpoint_every, eval_every=eval_every, eval_samples=eval_samples, keep=keep,

@@ -87,6 +87,33 @@ def test_resume_is_bit_identical(tmp_path):
     assert history == [3, 6, 9]
 
 
+def test_learning_rate_steps_take_effect_at_their_step_and_resume_exactly(tmp_path):
+    """--lr-d-at/--lr-g-at: the rates change after the step named, a step past the run changes nothing,
+    and a run stopped before the change and resumed across it ends as the uninterrupted run does."""
+    rates = dict(lr_d_at=((4, 5e-5),), lr_g_at=((5, 1e-4), (7, 2e-5)))
+    full = Trainer(opts(tmp_path / "full", "upconv32", steps=9, **rates), log=quiet)
+    full.fit()
+    assert [g["lr"] for g in full.opt_D.param_groups] == [5e-5] and full.opt_G.param_groups[0]["lr"] == 2e-5
+    assert full.opts.learning_rates(3) == (2e-4, 2e-4) and full.opts.learning_rates(4) == (2e-4, 5e-5)
+    assert full.opts.learning_rates(6) == (1e-4, 5e-5)
+    train(opts(tmp_path / "part", "upconv32", steps=3, **rates), log=quiet)
+    train(opts(tmp_path / "part", "upconv32", steps=9, **rates), resume=True, log=quiet)
+    _assert_identical(tmp_path / "full" / "last.pt", tmp_path / "part" / "last.pt")
+
+    train(opts(tmp_path / "plain", "upconv32", steps=9), log=quiet)
+    train(opts(tmp_path / "later", "upconv32", steps=9, lr_d_at=((9, 1e-6),)), log=quiet)
+    _assert_identical(tmp_path / "plain" / "last.pt", tmp_path / "later" / "last.pt")
+    changed, _ = _tensors(tmp_path / "full" / "last.pt")
+    plain, _ = _tensors(tmp_path / "plain" / "last.pt")
+    # the changed rates moved every conv and linear weight of both nets elsewhere than the plain run's
+    assert [k for k in plain if k.startswith(("G.", "D.")) and plain[k].dim() > 1 and torch.equal(plain[k], changed[k])
+            ] == []
+    saved = load_checkpoint(tmp_path / "full" / "last.pt")["options"]
+    assert TrainOptions.from_saved(saved).lr_g_at == ((5, 1e-4), (7, 2e-5))
+    with pytest.raises(ValueError, match=r"trained with lr_d_at=\(\(4, 5e-05\),\), not \(\(4, 1e-05\),\)"):
+        Trainer(opts(tmp_path / "full", "upconv32", steps=12), resume=True, explicit={"lr_d_at": ((4, 1e-5),)})
+
+
 def test_sigkill_then_resume_is_bit_identical(tmp_path):
     cmd = [sys.executable, "-m", "ganserve", "train", "--preset", "dcgan28", "--data", "digits", "--width", "8",
            "--data-limit", "256", "--batch-size", "16", "--checkpoint-every", "1", "--log-every", "1",
@@ -303,6 +330,10 @@ def test_weights_that_overflow_are_never_saved(tmp_path, capsys):
     (["--data", "/no/data"], "data not found"),
     (["--preset", "dcgan1024"], "unknown preset"),
     (["--label-smoothing", "0.7"], "--label-smoothing must be in"),
+    (["--lr-d-at", "5000"], "--lr-d-at takes STEP:LR (e.g. 56000:5e-5), got '5000'"),
+    (["--lr-g-at", "5000:fast"], "--lr-g-at takes STEP:LR"),
+    (["--lr-d-at", "0:1e-4"], "--lr-d-at: steps must be positive and rates positive and finite, got 0:0.0001"),
+    (["--lr-d-at", "9:1e-4", "--lr-d-at", "5:1e-5"], "--lr-d-at: steps must be distinct and in increasing order"),
 ])
 def test_cli_errors(tmp_path, capsys, args, message):
     code = main(["train", "--out", str(tmp_path / "r"), "--data", "digits", "--device", "cpu", *args])
