@@ -163,7 +163,8 @@ def test_a_save_cut_short_leaves_last_pt_whole(tmp_path, monkeypatch):
 
 def test_keeps_a_few_checkpoints_and_best(tmp_path):
     train(opts(tmp_path / "r", steps=12, checkpoint_every=3, eval_every=6, keep=2), log=quiet)
-    assert sorted(p.name for p in (tmp_path / "r" / "checkpoints").iterdir()) == ["step-00000009.pt", "step-00000012.pt"]
+    kept = sorted(p.name for p in (tmp_path / "r" / "checkpoints").iterdir())
+    assert kept == ["step-00000009.pt", "step-00000012.pt"]
     best = load_checkpoint(tmp_path / "r" / "best.pt")
     assert best["step"] in (6, 12)
 
