@@ -124,7 +124,7 @@ def parse_rate_steps(specs: list[str] | None, option: str) -> tuple[tuple[int, f
 
 
 def _schedule(pairs: Any, name: str) -> tuple[tuple[int, float], ...]:
-    """`pairs` as sorted (int step, float rate) tuples (a checkpoint or config may hold lists), checked."""
+    """`pairs` as (int step, float rate) tuples (a checkpoint may hold lists); steps must increase."""
     option = f"--{name.replace('_', '-')}"
     try:
         out = tuple((int(step), float(rate)) for step, rate in pairs)

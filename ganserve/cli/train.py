@@ -60,9 +60,8 @@ def train(
 
     given = dict(preset=preset, data=data, seed=seed, batch_size=batch_size, lr_g=lr_g, lr_d=lr_d,
                  lr_g_at=parse_rate_steps(lr_g_at, "--lr-g-at"), lr_d_at=parse_rate_steps(lr_d_at, "--lr-d-at"),
-                 beta1=beta1,
-                 ema_decay=ema_decay, label_smoothing=label_smoothing, channels=channels, latent_dim=latent_dim,
-                 width=width, data_limit=data_limit, device=device, amp=amp, steps=steps,
+                 beta1=beta1, ema_decay=ema_decay, label_smoothing=label_smoothing, channels=channels,
+                 latent_dim=latent_dim, width=width, data_limit=data_limit, device=device, amp=amp, steps=steps,
                  checkpoint_every=checkpoint_every, eval_every=eval_every, eval_samples=eval_samples, keep=keep,
                  log_every=log_every)
     explicit = {k: v for k, v in given.items() if v is not None}
