@@ -7,9 +7,8 @@ from typing import Optional
 import typer
 
 from ..errors import plural
-from ..latents import check_index
 from . import app
-from .options import BACKEND_OPT, MODEL_ARG, TRUNCATION_OPT, progress
+from .options import BACKEND_OPT, MODEL_ARG, TRUNCATION_OPT, check_ints, progress
 
 
 @app.command()
@@ -40,9 +39,7 @@ def generate(
     if fmt not in FORMATS:
         raise ValueError(f"unknown --format {fmt!r}; choose one of {', '.join(FORMATS)}")
     RunParams(n, seed, shard_size, fmt, truncation, "", "", (1, 1, 1)).check()  # --n, --seed, --shard-size
-    for value, option, minimum in ((batch_size, "--batch-size", 1), (workers, "--workers", 0)):
-        if value is not None:
-            check_index(value, option, minimum)
+    check_ints((batch_size, "--batch-size", 1), (workers, "--workers", 0))
     mine = shards_for(n, shard_size, shard_index, num_shards)
     gen = Generator.load(model, backend=backend)
     total = images_in(mine, n, shard_size)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import sys
+from typing import Optional
 
 import typer
+
+from ..latents import check_index
 
 MODEL_ARG = typer.Argument(None, help="Model directory or shipped model name (default: the shipped model).")
 BACKEND_OPT = typer.Option("auto", "--backend", "-b", help="numpy, onnxruntime, torch, tensorrt or auto.")
@@ -18,6 +21,13 @@ def progress(total: int, desc: str, unit: str = "img"):
 
     return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, mininterval=0.5, delay=1.0,
                 dynamic_ncols=True)
+
+
+def check_ints(*checks: tuple[Optional[int], str, int]) -> None:
+    """Each (value, option, minimum): a ValueError naming the option unless value is None or an int >= minimum."""
+    for value, option, minimum in checks:
+        if value is not None:
+            check_index(value, option, minimum)
 
 
 def parse_ints(text: str, option: str, minimum: int = 0) -> list[int]:

@@ -12,7 +12,7 @@ import typer
 from ..errors import plural
 from ..latents import check_index
 from . import app
-from .options import BACKEND_OPT, MODEL_ARG, TRUNCATION_OPT, parse_ints, progress
+from .options import BACKEND_OPT, MODEL_ARG, TRUNCATION_OPT, check_ints, parse_ints, progress
 
 
 @app.command()
@@ -33,10 +33,8 @@ def sample(
     from ..images import image_format, make_grid, save_image
     from ..latents import check_truncation
 
-    for value, option, minimum in ((n, "--n", 1), (seed, "--seed", 0), (start, "--start", 0),
-                                   (batch_size, "--batch-size", 1), (nrow, "--nrow", 1)):
-        if value is not None:
-            check_index(value, option, minimum)
+    check_ints((n, "--n", 1), (seed, "--seed", 0), (start, "--start", 0), (batch_size, "--batch-size", 1),
+               (nrow, "--nrow", 1))
     check_truncation(truncation)
     if out is None and grid is None:
         grid = Path("samples.png")
