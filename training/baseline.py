@@ -29,15 +29,28 @@ from ganserve.torch_model import build_generator
 
 from .data import load_dataset
 from .evaluate import evaluator_for, sample_images
-from .networks import build_discriminator, dcgan_init
+from .networks import build_discriminator
 
 
-def seed_models(preset: str, channels: int = 1) -> tuple[nn.Module, nn.Module]:
-    """G and D as the seed script builds them: D ends in a sigmoid, both N(0, 0.02)-initialised."""
+def seed_init(module: nn.Module) -> None:
+    """The seed script's `weights_init_normal`: conv weights N(0, 0.02), BatchNorm2d scales N(1, 0.02)
+    and shifts 0. Unlike ganserve's `dcgan_init`, linear layers and conv biases keep PyTorch's default
+    initialisation, as the script leaves them."""
+    for m in module.modules():
+        if isinstance(m, nn.modules.conv._ConvNd):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+def seed_models(preset: str, channels: int = 1, seed: int = 0) -> tuple[nn.Module, nn.Module]:
+    """G and D as the seed script builds and initialises them (D ends in a sigmoid), from `seed`."""
+    torch.manual_seed(seed)
     config = create_config(preset, channels=channels)
     G, D = build_generator(config, fast=False), nn.Sequential(build_discriminator(config, fast=False), nn.Sigmoid())
-    dcgan_init(G)
-    dcgan_init(D)
+    seed_init(G)
+    seed_init(D)
     return G, D
 
 
@@ -118,7 +131,7 @@ def main() -> None:
     from ganserve._files import write_json
     from ganserve.images import make_grid, save_image
 
-    G, D = seed_models(args.preset)
+    G, D = seed_models(args.preset, seed=args.seed)
     images = load_dataset(args.data).to_tensor(G.config.output_shape)
     result = seed_loop(G, D, images, steps=args.images // 64, seed=args.seed, device=args.device, log=print,
                        fast_data=args.fast_data)
