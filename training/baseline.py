@@ -19,6 +19,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -30,6 +31,8 @@ from ganserve.torch_model import build_generator
 from .data import load_dataset
 from .evaluate import evaluator_for, sample_images
 from .networks import build_discriminator
+
+STATE_FORMAT = "ganserve-baseline-state"
 
 
 def seed_init(module: nn.Module) -> None:
@@ -63,12 +66,18 @@ def _memory_batches(images: torch.Tensor, batch_size: int):
 
 
 def seed_loop(G: nn.Module, D: nn.Module, images: torch.Tensor, steps: int, batch_size: int = 64,
-              latent_dim: int = 100, seed: int = 0, device: str = "cpu", log=None, fast_data: bool = False) -> dict:
+              latent_dim: int = 100, seed: int = 0, device: str = "cpu", log=None, fast_data: bool = False,
+              state_path: Optional[Path] = None) -> dict:
     """`steps` training steps exactly as the seed script takes them. Returns losses and timing.
 
     fast_data=True draws shuffled batches of the same sizes from memory (in another random order than
     the DataLoader's) and reads the losses back every 500 steps and at the last instead of every step:
     the same recipe, for long quality runs on a GPU.
+
+    With `state_path`, both nets, both optimizers, the RNG and the step are written there (atomically)
+    after every pass over the data, and a loop that finds that file continues from it: on the CPU it
+    ends bit-identical to an uninterrupted run. The seed script has no such thing; it lets a 1.28M-image
+    run on a CPU (hours) span several sittings.
     """
     torch.manual_seed(seed)
     G, D = G.to(device), D.to(device)
@@ -80,9 +89,19 @@ def seed_loop(G: nn.Module, D: nn.Module, images: torch.Tensor, steps: int, batc
     adversarial_loss = nn.BCELoss()
     optimizer_G = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
     optimizer_D = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    d_losses, g_losses, step, start = [], [], 0, time.perf_counter()
+    run = {"preset": getattr(getattr(G, "config", None), "preset", None), "seed": seed, "batch_size": batch_size, "latent_dim": latent_dim, "fast_data": fast_data,
+           "images": len(images), "device": torch.device(device).type}
+    d_losses, g_losses, step, spent = [], [], 0, 0.0
+    if state_path is not None and state_path.exists():
+        step, spent, d_loss, g_loss = _load_state(state_path, run, G, D, optimizer_G, optimizer_D)
+        d_losses, g_losses = [d_loss], [g_loss]
+        if log:
+            log(f"resumed from {state_path} at step {step}")
+    first, start = step, time.perf_counter()
     while step < steps:
         for (imgs,) in loader():
+            if step >= steps:
+                break
             valid = torch.ones(imgs.shape[0], 1, device=device)
             fake = torch.zeros(imgs.shape[0], 1, device=device)
             real_imgs = imgs.to(device)
@@ -104,11 +123,53 @@ def seed_loop(G: nn.Module, D: nn.Module, images: torch.Tensor, steps: int, batc
             step += 1
             if log and step % 500 == 0:
                 log(f"step {step}/{steps}: D {d_losses[-1]:.3f} G {g_losses[-1]:.3f}")
-            if step >= steps:
-                break
+        else:  # a whole pass: the next one starts from the RNG state saved here
+            if state_path is not None:
+                _save_state(state_path, run, G, D, optimizer_G, optimizer_D, step,
+                            spent + time.perf_counter() - start, d_losses, g_losses)
     elapsed = time.perf_counter() - start
-    return {"steps": step, "seconds": elapsed, "images_per_s": step * batch_size / elapsed,
+    return {"steps": step, "seconds": spent + elapsed, "images_per_s": (step - first) * batch_size / elapsed,
             "d_loss": d_losses[-1], "g_loss": g_losses[-1]}
+
+
+def _save_state(path: Path, run: dict, G, D, optimizer_G, optimizer_D, step: int, seconds: float,
+                d_losses: list, g_losses: list) -> None:
+    from ganserve._files import atomic_path
+
+    state = {"format": STATE_FORMAT, "run": run, "step": step, "seconds": seconds,
+             "d_loss": d_losses[-1] if d_losses else float("nan"), "g_loss": g_losses[-1] if g_losses else float("nan"),
+             "G": G.state_dict(), "D": D.state_dict(), "opt_G": optimizer_G.state_dict(),
+             "opt_D": optimizer_D.state_dict(), "rng": torch.get_rng_state(),
+             "cuda_rng": torch.cuda.get_rng_state() if run["device"] == "cuda" else None}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _load_state(path: Path, run: dict, G, D, optimizer_G, optimizer_D) -> tuple[int, float, float, float]:
+    import zipfile
+
+    from .checkpoint import load_failure
+
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive, its directory at the end
+        raise ValueError(f"{path}: truncated, corrupt or not a baseline state (not a whole torch file)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)  # never executes code from the file
+    except Exception as e:  # noqa: BLE001  (torch raises many types for a malformed file)
+        raise ValueError(load_failure(path, e, "truncated, corrupt or not a baseline state")) from None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise ValueError(f"{path}: not a baseline state file")
+    if state["run"] != run:
+        changed = sorted(k for k in run if state["run"].get(k) != run[k])
+        raise ValueError(f"{path} belongs to another run (it differs in {', '.join(changed)}: "
+                         f"{ {k: state['run'].get(k) for k in changed} }); resume with the same options")
+    G.load_state_dict(state["G"])
+    D.load_state_dict(state["D"])
+    optimizer_G.load_state_dict(state["opt_G"])
+    optimizer_D.load_state_dict(state["opt_D"])
+    torch.set_rng_state(state["rng"])
+    if state["cuda_rng"] is not None:
+        torch.cuda.set_rng_state(state["cuda_rng"])
+    return state["step"], state["seconds"], state["d_loss"], state["g_loss"]
 
 
 def train_mode_samples(G: nn.Module, n: int, batch_size: int = 64, seed: int = 12345) -> np.ndarray:
@@ -127,17 +188,27 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--fast-data", action="store_true",
                         help="in-memory batches, losses read every 500 steps (same recipe, faster)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from its state.pt (written after every pass over the data)")
     args = parser.parse_args()
+    state = args.out / "state.pt"
+    if state.exists() and not args.resume:
+        parser.error(f"{state} exists: add --resume to continue that run, or choose another --out")
+    if args.resume and not state.exists():
+        parser.error(f"--resume: no {state} (one is written after every pass over the data)")
     from ganserve._files import write_json
     from ganserve.images import make_grid, save_image
 
     G, D = seed_models(args.preset, seed=args.seed)
     images = load_dataset(args.data).to_tensor(G.config.output_shape)
-    result = seed_loop(G, D, images, steps=args.images // 64, seed=args.seed, device=args.device, log=print,
-                       fast_data=args.fast_data)
+    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        result = seed_loop(G, D, images, steps=args.images // 64, seed=args.seed, device=args.device, log=print,
+                           fast_data=args.fast_data, state_path=state)
+    except ValueError as e:  # a state.pt of another run, or a damaged one
+        parser.error(str(e))
     samples = train_mode_samples(G, args.samples)
     score = evaluator_for(images, G.config).score(samples)
-    args.out.mkdir(parents=True, exist_ok=True)
     save_image(make_grid(samples[:64]), args.out / "samples.png")
     from ganserve.model_io import save_model
     from ganserve.torch_model import export_weights

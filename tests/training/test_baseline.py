@@ -50,3 +50,47 @@ def test_seed_models_depend_on_the_seed_only():
     assert all(torch.equal(a, b) for a, b in zip(G0.parameters(), G0_again.parameters()))
     assert not torch.equal(G0.layers[0].weight, G1.layers[0].weight)
     assert not torch.equal(D0[0][0].weight, D1[0][0].weight)
+
+
+@pytest.mark.parametrize("fast_data", [False, True])
+def test_seed_loop_resumes_bit_identical_from_its_state(tmp_path, fast_data):
+    images = torch.rand(20, 1, 32, 32) * 2 - 1  # batches of 8: a pass is 3 steps, the last ragged
+    G, D = seed_models("upconv32", seed=0)
+    whole = seed_loop(G, D, images, steps=7, batch_size=8, seed=0, fast_data=fast_data)
+    state = tmp_path / "state.pt"
+    G1, D1 = seed_models("upconv32", seed=0)
+    seed_loop(G1, D1, images, steps=4, batch_size=8, seed=0, fast_data=fast_data, state_path=state)  # saved at 3
+    logged = []
+    G2, D2 = seed_models("upconv32", seed=0)
+    resumed = seed_loop(G2, D2, images, steps=7, batch_size=8, seed=0, fast_data=fast_data, state_path=state,
+                        log=logged.append)
+    assert logged == [f"resumed from {state} at step 3"]
+    assert resumed["steps"] == 7 and resumed["d_loss"] == whole["d_loss"] and resumed["g_loss"] == whole["g_loss"]
+    for a, b in zip([*G.state_dict().values(), *D.state_dict().values()],
+                    [*G2.state_dict().values(), *D2.state_dict().values()]):
+        assert torch.equal(a, b)
+
+
+def test_seed_loop_refuses_the_state_of_another_run(tmp_path):
+    images = torch.rand(20, 1, 32, 32) * 2 - 1
+    state = tmp_path / "state.pt"
+    seed_loop(*seed_models("upconv32", seed=0), images, steps=4, batch_size=8, seed=0, state_path=state)
+    with pytest.raises(ValueError, match=r"belongs to another run \(it differs in seed"):
+        seed_loop(*seed_models("upconv32", seed=1), images, steps=7, batch_size=8, seed=1, state_path=state)
+    state.write_bytes(b"not a torch file")
+    with pytest.raises(ValueError, match="state.pt: truncated, corrupt or not a baseline state"):
+        seed_loop(*seed_models("upconv32", seed=0), images, steps=7, batch_size=8, seed=0, state_path=state)
+
+
+def test_baseline_command_needs_resume_to_reuse_an_out_folder(tmp_path, monkeypatch, capsys):
+    from ganserve.training import baseline
+
+    (tmp_path / "state.pt").write_bytes(b"")
+    monkeypatch.setattr("sys.argv", ["baseline", "--images", "64", "--out", str(tmp_path), "--data", "digits"])
+    with pytest.raises(SystemExit) as exit_info:
+        baseline.main()
+    assert exit_info.value.code == 2 and "state.pt exists: add --resume" in capsys.readouterr().err
+    monkeypatch.setattr("sys.argv", ["baseline", "--images", "64", "--out", str(tmp_path / "new"), "--resume"])
+    with pytest.raises(SystemExit):
+        baseline.main()
+    assert "--resume: no" in capsys.readouterr().err
