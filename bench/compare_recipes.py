@@ -12,8 +12,9 @@ For each seed it trains, as separate processes run side by side (--jobs at a tim
 Then it scores every model (bench/score_models.py: 10,000 samples, eval mode and train mode) and
 writes compare.md (the table, per seed and mean) and compare.json into --out. A run that stops can
 be started again with the same command: finished models and scores are kept, a ganserve run whose
-last.pt exists resumes, and a seeds' run starts over; models made by other commands (another
---images, --data, --batch-size, ...) are refused rather than reused.
+last.pt exists resumes, and so does a seeds' run from its state.pt (written after every pass over
+the data); models made by other commands (another --images, --data, --batch-size, ...) are refused
+rather than reused.
 
 On a CPU each job gets --threads threads (default: the cores divided by --jobs).
 """
@@ -82,7 +83,8 @@ def plan(args: argparse.Namespace) -> list[dict]:
 
 def train(run: dict, threads: int | None) -> float:
     """Run one plan entry's commands unless its models exist, made by the same commands; their output
-    goes to NAME.log. A ganserve run with a last.pt resumes (`ganserve train` refuses other options)."""
+    goes to NAME.log. A ganserve run with a last.pt, or a seeds' run with a state.pt, resumes (both refuse
+    a state made with other options)."""
     commands = [[arg for arg in command if arg != sys.executable] for command in run["commands"]]
     if all((m / "config.json").exists() for m in run["models"].values()):
         if run["done"].exists() and json.loads(run["done"].read_text()) == commands:
@@ -92,7 +94,8 @@ def train(run: dict, threads: int | None) -> float:
     env = dict(os.environ)
     if threads:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    resume = run["recipe"] == "ganserve" and (run["models"]["as sampled"].parent / "last.pt").exists()
+    state = "last.pt" if run["recipe"] == "ganserve" else "state.pt"
+    resume = (run["models"]["as sampled"].parent / state).exists()
     start = time.perf_counter()
     with open(run["log"], "a") as log:
         for i, command in enumerate(run["commands"]):

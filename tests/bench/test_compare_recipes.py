@@ -52,7 +52,8 @@ def test_rows_use_the_mode_each_recipe_is_sampled_in():
 @pytest.mark.slow
 def test_a_real_comparison_runs_resumes_and_scores(tmp_path):
     out = tmp_path / "cmp"
-    command = [sys.executable, str(BENCH / "compare_recipes.py"), "--images", "64", "--seeds", "0", "--data", "digits",
+    # 1856 images: 29 batches of 64, one whole pass over the 1797 digits, so the seeds' run leaves a state.pt
+    command = [sys.executable, str(BENCH / "compare_recipes.py"), "--images", "1856", "--seeds", "0", "--data", "digits",
                "--ours", "dcgan28:8", "--samples", "64", "--jobs", "2", "--out", str(out)]
 
     def run(*extra):
@@ -65,9 +66,9 @@ def test_a_real_comparison_runs_resumes_and_scores(tmp_path):
         ("seeds", "upconv32", "as sampled"), ("ganserve", "dcgan28-w8", "as sampled"), ("ganserve", "dcgan28-w8", "raw")}
     for row in report["rows"]:
         assert row["seeds"] == [0] and all(math.isfinite(v) and v > 0 for v in row["fd"] + row["cs"])
-    assert (out / "compare.md").read_text().startswith("64 images per run")
+    assert (out / "compare.md").read_text().startswith("1,856 images per run")
     ours = out / "ganserve-dcgan28-w8-s0"
-    assert json.loads((ours / "model" / "config.json").read_text())["metadata"]["training"]["steps"] == 1
+    assert json.loads((ours / "model" / "config.json").read_text())["metadata"]["training"]["steps"] == 29
     stamps = {p: p.stat().st_mtime_ns for p in [ours / "model" / "config.json", *(out / "scores").iterdir()]}
     assert len(stamps) == 4  # the model, and the scores of the seeds' model, ganserve's and its raw generator
 
@@ -77,12 +78,16 @@ def test_a_real_comparison_runs_resumes_and_scores(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert json.loads((out / "compare.json").read_text())["rows"] == report["rows"]
 
-    other = run("--images", "128")  # the same --out for another comparison: refused, not reused
+    other = run("--images", "1920")  # the same --out for another comparison: refused, not reused
     assert other.returncode != 0 and "was trained by other commands than this one's" in other.stderr
 
     shutil.rmtree(ours / "model")  # as if stopped before its export: the run resumes from its last.pt
+    shutil.rmtree(out / "seeds-upconv32-s0" / "model")  # as if stopped before its samples: resumes from state.pt
     resumed = run()
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     commands = [line for line in (out / "ganserve-dcgan28-w8-s0.log").read_text().splitlines() if line.startswith("$")]
     assert " train " in commands[-2] and commands[-2].endswith(" --resume") and " export " in commands[-1]
+    seeds_log = (out / "seeds-upconv32-s0.log").read_text()
+    assert "state.pt at step 29" in seeds_log  # all 29 steps done: nothing trained again
+    assert [line for line in seeds_log.splitlines() if line.startswith("$")][-1].endswith(" --resume")
     assert json.loads((out / "compare.json").read_text())["rows"] == report["rows"]
