@@ -15,6 +15,7 @@ trains the seeds' `upconv32` network on Fashion-MNIST (resized to 32x32, as the 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -89,11 +90,15 @@ def seed_loop(G: nn.Module, D: nn.Module, images: torch.Tensor, steps: int, batc
     adversarial_loss = nn.BCELoss()
     optimizer_G = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
     optimizer_D = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    run = {"preset": getattr(getattr(G, "config", None), "preset", None), "seed": seed, "batch_size": batch_size, "latent_dim": latent_dim, "fast_data": fast_data,
-           "images": len(images), "device": torch.device(device).type}
+    run = {"preset": getattr(getattr(G, "config", None), "preset", None), "seed": seed, "batch_size": batch_size,
+           "latent_dim": latent_dim, "fast_data": fast_data, "device": torch.device(device).type,
+           "data_sha256": hashlib.sha256(images.cpu().numpy().tobytes()).hexdigest()}
     d_losses, g_losses, step, spent = [], [], 0, 0.0
     if state_path is not None and state_path.exists():
-        step, spent, d_loss, g_loss = _load_state(state_path, run, G, D, optimizer_G, optimizer_D)
+        step, spent, d_loss, g_loss = _load_state(state_path, run, G, D, optimizer_G, optimizer_D, device)
+        if step > steps:
+            raise ValueError(f"{state_path} is at step {step}, past the {steps} steps asked for; ask for at least "
+                             f"{step * batch_size} images, or start another run")
         d_losses, g_losses = [d_loss], [g_loss]
         if log:
             log(f"resumed from {state_path} at step {step}")
@@ -125,14 +130,14 @@ def seed_loop(G: nn.Module, D: nn.Module, images: torch.Tensor, steps: int, batc
                 log(f"step {step}/{steps}: D {d_losses[-1]:.3f} G {g_losses[-1]:.3f}")
         else:  # a whole pass: the next one starts from the RNG state saved here
             if state_path is not None:
-                _save_state(state_path, run, G, D, optimizer_G, optimizer_D, step,
+                _save_state(state_path, run, G, D, optimizer_G, optimizer_D, device, step,
                             spent + time.perf_counter() - start, d_losses, g_losses)
     elapsed = time.perf_counter() - start
     return {"steps": step, "seconds": spent + elapsed, "images_per_s": (step - first) * batch_size / elapsed,
             "d_loss": d_losses[-1], "g_loss": g_losses[-1]}
 
 
-def _save_state(path: Path, run: dict, G, D, optimizer_G, optimizer_D, step: int, seconds: float,
+def _save_state(path: Path, run: dict, G, D, optimizer_G, optimizer_D, device: str, step: int, seconds: float,
                 d_losses: list, g_losses: list) -> None:
     from ganserve._files import atomic_path
 
@@ -140,12 +145,12 @@ def _save_state(path: Path, run: dict, G, D, optimizer_G, optimizer_D, step: int
              "d_loss": d_losses[-1] if d_losses else float("nan"), "g_loss": g_losses[-1] if g_losses else float("nan"),
              "G": G.state_dict(), "D": D.state_dict(), "opt_G": optimizer_G.state_dict(),
              "opt_D": optimizer_D.state_dict(), "rng": torch.get_rng_state(),
-             "cuda_rng": torch.cuda.get_rng_state() if run["device"] == "cuda" else None}
+             "cuda_rng": torch.cuda.get_rng_state(device) if run["device"] == "cuda" else None}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
 
-def _load_state(path: Path, run: dict, G, D, optimizer_G, optimizer_D) -> tuple[int, float, float, float]:
+def _load_state(path: Path, run: dict, G, D, optimizer_G, optimizer_D, device: str) -> tuple[int, float, float, float]:
     import zipfile
 
     from .checkpoint import load_failure
@@ -159,16 +164,17 @@ def _load_state(path: Path, run: dict, G, D, optimizer_G, optimizer_D) -> tuple[
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise ValueError(f"{path}: not a baseline state file")
     if state["run"] != run:
-        changed = sorted(k for k in run if state["run"].get(k) != run[k])
-        raise ValueError(f"{path} belongs to another run (it differs in {', '.join(changed)}: "
-                         f"{ {k: state['run'].get(k) for k in changed} }); resume with the same options")
+        changed = sorted(k for k in {*run, *state["run"]} if state["run"].get(k) != run.get(k))
+        differs = ["the training data" if k == "data_sha256" else f"{k} (was {state['run'].get(k)!r})" for k in changed]
+        raise ValueError(f"{path} belongs to another run (it differs in {', '.join(differs)}); "
+                         f"resume with the same options and data")
     G.load_state_dict(state["G"])
     D.load_state_dict(state["D"])
     optimizer_G.load_state_dict(state["opt_G"])
     optimizer_D.load_state_dict(state["opt_D"])
     torch.set_rng_state(state["rng"])
     if state["cuda_rng"] is not None:
-        torch.cuda.set_rng_state(state["cuda_rng"])
+        torch.cuda.set_rng_state(state["cuda_rng"], device)
     return state["step"], state["seconds"], state["d_loss"], state["g_loss"]
 
 

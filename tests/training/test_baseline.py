@@ -75,8 +75,18 @@ def test_seed_loop_refuses_the_state_of_another_run(tmp_path):
     images = torch.rand(20, 1, 32, 32) * 2 - 1
     state = tmp_path / "state.pt"
     seed_loop(*seed_models("upconv32", seed=0), images, steps=4, batch_size=8, seed=0, state_path=state)
-    with pytest.raises(ValueError, match=r"belongs to another run \(it differs in seed"):
+    with pytest.raises(ValueError, match=r"belongs to another run \(it differs in seed \(was 0\)\)"):
         seed_loop(*seed_models("upconv32", seed=1), images, steps=7, batch_size=8, seed=1, state_path=state)
+    with pytest.raises(ValueError, match=r"belongs to another run \(it differs in the training data\)"):
+        seed_loop(*seed_models("upconv32", seed=0), images.flip(0), steps=7, batch_size=8, seed=0, state_path=state)
+    with pytest.raises(ValueError, match="state.pt is at step 3, past the 2 steps asked for; ask for at least 24 images"):
+        seed_loop(*seed_models("upconv32", seed=0), images, steps=2, batch_size=8, seed=0, state_path=state)
+    torch.save({"format": "something else"}, state)  # a whole torch file, but not a state
+    with pytest.raises(ValueError, match="state.pt: not a baseline state file"):
+        seed_loop(*seed_models("upconv32", seed=0), images, steps=7, batch_size=8, seed=0, state_path=state)
+    torch.save({"format": "ganserve-baseline-state", "G": torch.nn.Linear(1, 1)}, state)  # a pickled module
+    with pytest.raises(ValueError, match="refused: it holds pickled objects other than tensors"):
+        seed_loop(*seed_models("upconv32", seed=0), images, steps=7, batch_size=8, seed=0, state_path=state)
     state.write_bytes(b"not a torch file")
     with pytest.raises(ValueError, match="state.pt: truncated, corrupt or not a baseline state"):
         seed_loop(*seed_models("upconv32", seed=0), images, steps=7, batch_size=8, seed=0, state_path=state)
@@ -91,6 +101,6 @@ def test_baseline_command_needs_resume_to_reuse_an_out_folder(tmp_path, monkeypa
         baseline.main()
     assert exit_info.value.code == 2 and "state.pt exists: add --resume" in capsys.readouterr().err
     monkeypatch.setattr("sys.argv", ["baseline", "--images", "64", "--out", str(tmp_path / "new"), "--resume"])
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_info:
         baseline.main()
-    assert "--resume: no" in capsys.readouterr().err
+    assert exit_info.value.code == 2 and "--resume: no" in capsys.readouterr().err
