@@ -6,7 +6,8 @@
 
 For each seed it trains, as separate processes run side by side (--jobs at a time):
 - the seeds' recipe: `python -m ganserve.training.baseline` (PyTorch-GAN's DCGAN script, `upconv32`,
-  batch 64, samples taken in train mode as its script does);
+  batch 64, samples taken in train mode as its script does; initialised as the script does, or with
+  `--seeds-init dcgan` as ganserve's loop, the README's stronger yardstick);
 - ganserve's recipe for each --ours network (PRESET or PRESET:WIDTH): `ganserve train` for the same
   number of images at --batch-size, then `ganserve export --weights raw` of its raw generator.
 Then it scores every model (bench/score_models.py: 10,000 samples, eval mode and train mode) and
@@ -56,13 +57,16 @@ def network_label(network: tuple[str, int | None]) -> str:
 def plan(args: argparse.Namespace) -> list[dict]:
     """The runs to train: name, the commands (run in order), and the model directories they make."""
     py, runs = sys.executable, []
+    dcgan = args.seeds_init == "dcgan"
     for seed in args.seeds:
-        out = args.out / f"seeds-{SEEDS_PRESET}-s{seed}"
-        runs.append({"name": out.name, "recipe": "seeds", "network": SEEDS_PRESET, "seed": seed,
+        network = SEEDS_PRESET + ("-dcgan-init" if dcgan else "")
+        out = args.out / f"seeds-{network}-s{seed}"
+        runs.append({"name": out.name, "recipe": "seeds", "network": network, "seed": seed,
                      "models": {"as sampled": out / "model"},
                      "commands": [[py, "-m", "ganserve.training.baseline", "--preset", SEEDS_PRESET,
                                    "--data", args.data, "--images", str(args.images), "--samples", "1000",
-                                   "--fast-data", "--device", args.device, "--seed", str(seed), "--out", str(out)]]})
+                                   "--fast-data", "--device", args.device, "--seed", str(seed), "--out", str(out)]
+                                  + (["--init", "dcgan"] if dcgan else [])]})
         for network in args.ours:
             out = args.out / f"ganserve-{network_label(network)}-s{seed}"
             train = [py, "-m", "ganserve", "train", "--preset", network[0], "--data", args.data, "--out", str(out),
@@ -192,6 +196,8 @@ def main() -> None:
                         help="ganserve's network, PRESET or PRESET:WIDTH; repeat for several (default upconv32)")
     parser.add_argument("--batch-size", type=int, default=64, help="ganserve's batch (the seeds' is 64)")
     parser.add_argument("--train-args", default="", help="more options for every `ganserve train`")
+    parser.add_argument("--seeds-init", choices=["script", "dcgan"], default="script",
+                        help="the seeds' initialisation: as their script (default) or as ganserve's loop")
     parser.add_argument("--data", default="fashion-mnist")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--jobs", type=int, default=os.cpu_count(), help="training processes at a time")

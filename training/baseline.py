@@ -31,7 +31,7 @@ from ganserve.torch_model import build_generator
 
 from .data import load_dataset
 from .evaluate import evaluator_for, sample_images
-from .networks import build_discriminator
+from .networks import build_discriminator, dcgan_init
 
 STATE_FORMAT = "ganserve-baseline-state"
 
@@ -48,13 +48,20 @@ def seed_init(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-def seed_models(preset: str, channels: int = 1, seed: int = 0) -> tuple[nn.Module, nn.Module]:
-    """G and D as the seed script builds and initialises them (D ends in a sigmoid), from `seed`."""
+INITS = {"script": seed_init, "dcgan": dcgan_init}
+
+
+def seed_models(preset: str, channels: int = 1, seed: int = 0, init: str = "script") -> tuple[nn.Module, nn.Module]:
+    """G and D as the seed script builds them (D ends in a sigmoid), initialised from `seed`: as the
+    script does (init="script"), or every layer as ganserve's loop does (init="dcgan", the stronger
+    yardstick in the README)."""
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
     torch.manual_seed(seed)
     config = create_config(preset, channels=channels)
     G, D = build_generator(config, fast=False), nn.Sequential(build_discriminator(config, fast=False), nn.Sigmoid())
-    seed_init(G)
-    seed_init(D)
+    INITS[init](G)
+    INITS[init](D)
     return G, D
 
 
@@ -68,7 +75,7 @@ def _memory_batches(images: torch.Tensor, batch_size: int):
 
 def seed_loop(G: nn.Module, D: nn.Module, images: torch.Tensor, steps: int, batch_size: int = 64,
               latent_dim: int = 100, seed: int = 0, device: str = "cpu", log=None, fast_data: bool = False,
-              state_path: Optional[Path] = None) -> dict:
+              state_path: Optional[Path] = None, run_info: Optional[dict] = None) -> dict:
     """`steps` training steps exactly as the seed script takes them. Returns losses and timing.
 
     fast_data=True draws shuffled batches of the same sizes from memory (in another random order than
@@ -78,7 +85,8 @@ def seed_loop(G: nn.Module, D: nn.Module, images: torch.Tensor, steps: int, batc
     With `state_path`, both nets, both optimizers, the RNG and the step are written there (atomically)
     after every pass over the data, and a loop that finds that file continues from it: on the CPU it
     ends bit-identical to an uninterrupted run. The seed script has no such thing; it lets a 1.28M-image
-    run on a CPU (hours) span several sittings.
+    run on a CPU (hours) span several sittings. A state is refused unless its options, data and
+    `run_info` (what else names the run, such as its init) are this loop's.
     """
     torch.manual_seed(seed)
     G, D = G.to(device), D.to(device)
@@ -92,7 +100,7 @@ def seed_loop(G: nn.Module, D: nn.Module, images: torch.Tensor, steps: int, batc
     optimizer_D = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
     run = {"preset": getattr(getattr(G, "config", None), "preset", None), "seed": seed, "batch_size": batch_size,
            "latent_dim": latent_dim, "fast_data": fast_data, "device": torch.device(device).type,
-           "data_sha256": hashlib.sha256(images.cpu().numpy().tobytes()).hexdigest()}
+           "data_sha256": hashlib.sha256(images.cpu().numpy().tobytes()).hexdigest(), **(run_info or {})}
     d_losses, g_losses, step, spent = [], [], 0, 0.0
     if state_path is not None and state_path.exists():
         step, spent, d_loss, g_loss = _load_state(state_path, run, G, D, optimizer_G, optimizer_D, device)
@@ -194,6 +202,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--fast-data", action="store_true",
                         help="in-memory batches, losses read every 500 steps (same recipe, faster)")
+    parser.add_argument("--init", choices=sorted(INITS), default="script",
+                        help="script: as the seed script (default); dcgan: every layer N(0, 0.02), zero biases, "
+                             "as ganserve's loop (the README's stronger yardstick)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its state.pt (written after every pass over the data)")
     args = parser.parse_args()
@@ -205,12 +216,12 @@ def main() -> None:
     from ganserve._files import write_json
     from ganserve.images import make_grid, save_image
 
-    G, D = seed_models(args.preset, seed=args.seed)
+    G, D = seed_models(args.preset, seed=args.seed, init=args.init)
     images = load_dataset(args.data).to_tensor(G.config.output_shape)
     args.out.mkdir(parents=True, exist_ok=True)
     try:
         result = seed_loop(G, D, images, steps=args.images // 64, seed=args.seed, device=args.device, log=print,
-                           fast_data=args.fast_data, state_path=state)
+                           fast_data=args.fast_data, state_path=state, run_info={"init": args.init})
     except ValueError as e:  # a state.pt of another run, or a damaged one
         parser.error(str(e))
     samples = train_mode_samples(G, args.samples)
@@ -220,9 +231,10 @@ def main() -> None:
     from ganserve.torch_model import export_weights
 
     save_model(args.out / "model", G.config, export_weights(G),  # the raw G, BN statistics as trained
-               {"training": {"recipe": "seeds (PyTorch-GAN DCGAN script)", "images_seen": result["steps"] * 64},
+               {"training": {"recipe": "seeds (PyTorch-GAN DCGAN script)", "init": args.init,
+                             "images_seen": result["steps"] * 64},
                 "sampling": "train mode"})
-    report = {**result, **score, "preset": args.preset, "data": args.data, "images": args.images,
+    report = {**result, **score, "preset": args.preset, "init": args.init, "data": args.data, "images": args.images,
               "fast_data": args.fast_data,
               "sampling": "train mode (as the seed script)", "command": " ".join(["python -m ganserve.training.baseline", *sys.argv[1:]])}
     write_json(args.out / "baseline.json", report)

@@ -25,6 +25,17 @@ def test_parse_network():
             compare.parse_network(bad)
 
 
+def test_plan_names_the_seeds_initialisation(tmp_path):
+    args = argparse.Namespace(seeds=[0], ours=[("dcgan28", 48)], out=tmp_path, data="digits", images=128, device="cpu",
+                              batch_size=16, train_args="", seeds_init="script")
+    seeds = compare.plan(args)[0]
+    assert seeds["name"] == "seeds-upconv32-s0" and "--init" not in seeds["commands"][0]  # as commands made before it
+    args.seeds_init = "dcgan"
+    seeds = compare.plan(args)[0]
+    assert seeds["name"] == "seeds-upconv32-dcgan-init-s0" and seeds["network"] == "upconv32-dcgan-init"
+    assert seeds["commands"][0][-2:] == ["--init", "dcgan"]
+
+
 def _run(recipe, network, seed, fd_eval, fd_train, cs=5.0):
     kinds = {"as sampled": (fd_eval, fd_train)} if recipe == "seeds" else {
         "as sampled": (fd_eval, fd_train), "raw": (fd_eval + 1, fd_train + 1)}

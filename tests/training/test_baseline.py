@@ -104,3 +104,20 @@ def test_baseline_command_needs_resume_to_reuse_an_out_folder(tmp_path, monkeypa
     with pytest.raises(SystemExit) as exit_info:
         baseline.main()
     assert exit_info.value.code == 2 and "--resume: no" in capsys.readouterr().err
+
+
+def test_seed_models_with_dcgan_init_initialise_every_layer_as_ganserve():
+    G, _ = seed_models("upconv32", seed=0, init="dcgan")
+    projection = G.layers[0]
+    assert abs(projection.weight.std().item() - 0.02) < 0.001 and not projection.bias.any()
+    with pytest.raises(ValueError, match="unknown init 'xavier'; choose one of script, dcgan"):
+        seed_models("upconv32", init="xavier")
+
+
+def test_a_state_is_refused_by_a_run_with_another_init(tmp_path):
+    images = torch.rand(20, 1, 32, 32) * 2 - 1
+    state = tmp_path / "state.pt"
+    seed_loop(*seed_models("upconv32"), images, steps=4, batch_size=8, state_path=state, run_info={"init": "script"})
+    with pytest.raises(ValueError, match=r"it differs in init \(was 'script'\)"):
+        seed_loop(*seed_models("upconv32", init="dcgan"), images, steps=7, batch_size=8, state_path=state,
+                  run_info={"init": "dcgan"})
