@@ -9,7 +9,8 @@ mode. Nothing here is used by ganserve's own training.
     python -m ganserve.training.baseline --images 600000 --out runs/baseline
 
 trains the seeds' `upconv32` network on Fashion-MNIST (resized to 32x32, as the script's
-`transforms.Resize(32)` does) for that many images and writes samples and their metric.
+`transforms.Resize(32)` does) for that many images and writes samples and their metric. It keeps
+state.pt in --out after every pass over the data; the same command with `--resume` continues from it.
 """
 
 from __future__ import annotations
@@ -208,6 +209,8 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its state.pt (written after every pass over the data)")
     args = parser.parse_args()
+    if args.images < 64:
+        parser.error(f"--images must be at least one batch of 64, got {args.images}")
     state = args.out / "state.pt"
     if state.exists() and not args.resume:
         parser.error(f"{state} exists: add --resume to continue that run, or choose another --out")

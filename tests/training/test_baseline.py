@@ -95,6 +95,10 @@ def test_seed_loop_refuses_the_state_of_another_run(tmp_path):
 def test_baseline_command_needs_resume_to_reuse_an_out_folder(tmp_path, monkeypatch, capsys):
     from ganserve.training import baseline
 
+    monkeypatch.setattr("sys.argv", ["baseline", "--images", "63", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit) as exit_info:
+        baseline.main()
+    assert exit_info.value.code == 2 and "--images must be at least one batch of 64, got 63" in capsys.readouterr().err
     (tmp_path / "state.pt").write_bytes(b"")
     monkeypatch.setattr("sys.argv", ["baseline", "--images", "64", "--out", str(tmp_path), "--data", "digits"])
     with pytest.raises(SystemExit) as exit_info:
