@@ -220,7 +220,7 @@ def main() -> None:
     from ganserve.images import make_grid, save_image
 
     G, D = seed_models(args.preset, seed=args.seed, init=args.init)
-    images = load_dataset(args.data).to_tensor(G.config.output_shape)
+    images = load_dataset(args.data, size=G.config.output_shape[1:]).to_tensor(G.config.output_shape)
     args.out.mkdir(parents=True, exist_ok=True)
     try:
         result = seed_loop(G, D, images, steps=args.images // 64, seed=args.seed, device=args.device, log=print,

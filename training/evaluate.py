@@ -62,7 +62,7 @@ def reference_images(data: str, shape: tuple[int, int, int], n: int = REFERENCE_
     """uint8 (n, H, W, C) real images at a model's resolution: a fixed random subset of `data`."""
     from .data import load_dataset
 
-    images = load_dataset(data).to_tensor(shape)
+    images = load_dataset(data, size=shape[1:]).to_tensor(shape)  # a folder's images read at that size
     gen = torch.Generator().manual_seed(0)
     idx = torch.randperm(len(images), generator=gen)[:n]
     return to_uint8(images[idx].numpy())

@@ -96,6 +96,8 @@ class Stats:
 
     @classmethod
     def of(cls, features: np.ndarray) -> "Stats":
+        if len(features) < 2:
+            raise ValueError(f"FD needs at least 2 images on each side (a covariance), got {len(features)}")
         return cls(features.mean(axis=0), np.cov(features, rowvar=False))
 
 

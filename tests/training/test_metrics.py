@@ -57,6 +57,11 @@ def test_frechet_distance_of_non_commuting_covariances():
     assert abs(frechet_distance(a, a)) < 1e-9
 
 
+def test_frechet_distance_needs_two_images_a_side():
+    with pytest.raises(ValueError, match="FD needs at least 2 images on each side"):
+        Stats.of(np.zeros((1, 128)))
+
+
 def test_classifier_score_bounds():
     eye = np.eye(10)
     assert classifier_score(np.repeat(eye, 5, axis=0)) == pytest.approx(10)  # sure and balanced: the maximum
@@ -130,3 +135,17 @@ def test_the_floor_is_small_and_a_random_generator_is_far(scores):
 def test_the_shipped_model_is_closer_to_the_data_than_the_1px_blur(scores):
     assert scores["shipped"]["fd"] < scores["blur 1"]["fd"]
     assert scores["shipped"]["cs"] > scores["blur 1"]["cs"]
+
+
+def test_reference_images_of_a_folder_are_read_as_training_reads_them(tmp_path):
+    """A folder's images are resized as they are read (never held at full size), as the training loop reads them."""
+    from PIL import Image
+
+    from ganserve.images import to_uint8
+    from ganserve.training.data import load_dataset
+    from ganserve.training.evaluate import reference_images
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (300, 200, 3), dtype=np.uint8)).save(tmp_path / "big.png")
+    training = to_uint8(load_dataset(str(tmp_path), size=(28, 28)).to_tensor((3, 28, 28)).numpy())
+    assert np.array_equal(reference_images(str(tmp_path), (3, 28, 28), 1), training)
