@@ -63,6 +63,7 @@ class Trainer:
         if saved is not None:  # run-control fields not given keep the checkpoint's (--steps above all)
             given = opts.to_dict() if explicit is None else {**explicit, "out": opts.out}
             opts = TrainOptions.resumed(saved["options"], given)
+        _check_out_outside_data(self.run, opts.data)
         self.dist = distributed.setup(opts.device)
         self.log = log if self.dist.main else (lambda *_: None)
         self.opts = opts
@@ -530,6 +531,15 @@ def inference_generator(net: nn.Module, opts: TrainOptions, device: torch.device
     with torch.autocast(device.type, enabled=False):
         return recalibrate_batch_norm(net, net.config.latent_dim, opts.recalibration_batches, opts.batch_size,
                                       gen, device)
+
+
+def _check_out_outside_data(run: Path, data: str) -> None:
+    """Refuse a run folder inside the --data folder: its sample grids would be read as training images."""
+    if data in NAMED or not Path(data).is_dir():
+        return
+    if run.resolve().is_relative_to(Path(data).resolve()):
+        raise ValueError(f"--out {run} is inside the --data folder {data}: the run's own images (sample grids, "
+                         f"curves) would be read as training data; choose an --out outside it")
 
 
 def _progress(total: int, initial: int):

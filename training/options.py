@@ -70,8 +70,10 @@ class TrainOptions:
             raise ValueError(f"--label-smoothing must be in [0, 0.5), got {self.label_smoothing}")
         if self.eval_samples < 2:
             raise ValueError(f"--eval-samples must be at least 2 (a covariance needs two), got {self.eval_samples}")
-        if self.seed < 0 or self.keep < 0:
-            raise ValueError("--seed and --keep must be >= 0")
+        if not 0 <= self.seed < 2 ** 32:  # per-epoch and per-rank seeds are derived from it in 64 bits
+            raise ValueError(f"--seed must be in 0..{2 ** 32 - 1}, got {self.seed}")
+        if self.keep < 0:
+            raise ValueError(f"--keep must be >= 0, got {self.keep}")
         if self.data_limit is not None and self.data_limit <= 0:
             raise ValueError(f"--data-limit must be positive, got {self.data_limit}")
 

@@ -335,11 +335,24 @@ def test_weights_that_overflow_are_never_saved(tmp_path, capsys):
     (["--lr-g-at", "5000:fast"], "--lr-g-at takes STEP:LR"),
     (["--lr-d-at", "0:1e-4"], "--lr-d-at: steps must be positive and rates positive and finite, got 0:0.0001"),
     (["--lr-d-at", "9:1e-4", "--lr-d-at", "5:1e-5"], "--lr-d-at: steps must be distinct and in increasing order"),
+    (["--seed", "4294967296"], "--seed must be in 0..4294967295, got 4294967296"),
+    (["--keep", "-1"], "--keep must be >= 0, got -1"),
 ])
 def test_cli_errors(tmp_path, capsys, args, message):
     code = main(["train", "--out", str(tmp_path / "r"), "--data", "digits", "--device", "cpu", *args])
     err = capsys.readouterr().err
     assert code == 1 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_run_folder_inside_its_image_folder_is_refused(tmp_path, capsys):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((28, 28), 40 * i, np.uint8)).save(folder / f"{i}.png")
+    code = main(["train", "--out", str(folder / "run"), "--data", str(folder), "--device", "cpu", "--steps", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and f"--out {folder / 'run'} is inside the --data folder" in err[0]
+    assert not (folder / "run").exists()  # refused before anything was written
 
 
 def test_resume_from_another_folder_with_a_relative_data_path(tmp_path, monkeypatch, capsys):
