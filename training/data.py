@@ -9,7 +9,7 @@ Sources (`load_dataset(spec, ...)`):
 - ``digits``: scikit-learn's 8x8 digits (1,797 images; for quick tests);
 - a folder of PNG/JPEG images (unreadable files are skipped and counted; with `size`, each image
   is resized to it as it is read, so big photos never sit in memory at full resolution; RGB if any
-  image is in colour, else grayscale; 16-bit images scaled by their full range; alpha dropped);
+  image has a coloured pixel, else grayscale (gray saved as RGB counts as gray); 16-bit images scaled by their full range; alpha dropped);
 - a CIFAR-10 python batch file or folder of them (read by a restricted unpickler that admits only
   plain containers and NumPy arrays, never code);
 - an ``.npz`` file with an ``images`` (or the first) array, (N, H, W), (N, H, W, C) or (N, C, H, W),
@@ -218,7 +218,8 @@ def _image_folder(folder: Path, files: list[Path] | None = None, size: tuple[int
 
 
 def _read_image(file: Path, wh: tuple[int, int] | None) -> np.ndarray:
-    """uint8 (H, W, 1) if the image is grayscale, else (H, W, 3); resized to `wh` = (W, H) if given."""
+    """uint8 (H, W, 1) if the image is grayscale (by its mode, or an RGB or palette image whose pixels
+    are all gray), else (H, W, 3); resized to `wh` = (W, H) if given."""
     from PIL import Image
 
     with Image.open(file) as im:
@@ -226,7 +227,10 @@ def _read_image(file: Path, wh: tuple[int, int] | None) -> np.ndarray:
         im = _to_8bit(im)
     if wh and im.size != wh:  # Pillow's bilinear filter widens with the scale: antialiased
         im = im.resize(wh, Image.BILINEAR)
-    return np.asarray(im, dtype=np.uint8).reshape(im.size[1], im.size[0], -1)
+    pixels = np.asarray(im, dtype=np.uint8).reshape(im.size[1], im.size[0], -1)
+    if pixels.shape[-1] == 3 and (pixels[..., :1] == pixels[..., 1:]).all():
+        return pixels[..., :1].copy()  # gray saved as RGB: no colour to learn
+    return pixels
 
 
 def _to_8bit(im):

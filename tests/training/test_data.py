@@ -125,6 +125,21 @@ def test_folder_mixing_gray_and_colour_is_rgb(tmp_path):
     assert data.to_tensor((1, 8, 8)).shape == (4, 1, 8, 8)  # what --channels 1 asks for
 
 
+def test_gray_images_saved_as_rgb_or_palette_are_gray(tmp_path):
+    rng = np.random.default_rng(8)
+    gray = rng.integers(0, 256, (8, 8), dtype=np.uint8)
+    Image.fromarray(gray).convert("RGB").save(tmp_path / "0.png")
+    Image.fromarray(gray).convert("P").save(tmp_path / "1.png")
+    assert [Image.open(tmp_path / f"{i}.png").mode for i in (0, 1)] == ["RGB", "P"]
+    data = load_dataset(tmp_path)
+    assert data.images.shape == (2, 8, 8, 1)
+    np.testing.assert_array_equal(data.images[0, ..., 0], gray)
+    colour = gray[..., None].repeat(3, axis=-1)
+    colour[0, 0] = (255, 0, 0)  # one coloured pixel makes the folder RGB
+    Image.fromarray(colour).save(tmp_path / "2.png")
+    assert load_dataset(tmp_path).images.shape == (3, 8, 8, 3)
+
+
 def _png_claiming(width, height):
     """A valid tiny PNG whose header claims width x height pixels (a "decompression bomb")."""
     import io
