@@ -9,7 +9,8 @@ Sources (`load_dataset(spec, ...)`):
 - ``digits``: scikit-learn's 8x8 digits (1,797 images; for quick tests);
 - a folder of PNG/JPEG images (unreadable files are skipped and counted; with `size`, each image
   is resized to it as it is read, so big photos never sit in memory at full resolution; RGB if any
-  image has a coloured pixel, else grayscale (gray saved as RGB counts as gray); 16-bit images scaled by their full range; alpha dropped);
+  image has a coloured pixel, else grayscale (gray saved as RGB counts as gray); 16-bit images
+  scaled by their full range; alpha dropped);
 - a CIFAR-10 python batch file or folder of them (read by a restricted unpickler that admits only
   plain containers and NumPy arrays, never code);
 - an ``.npz`` file with an ``images`` (or the first) array, (N, H, W), (N, H, W, C) or (N, C, H, W),
