@@ -327,6 +327,11 @@ class Trainer:
                  f"({len(self.images)} images{f', {self.skipped} unreadable skipped' if self.skipped else ''}) "
                  f"for {plural(opts.steps, 'step')} of {opts.batch_size}"
                  f"{f' x {self.dist.world} processes' if self.dist.enabled else ''} on {self.dist.device}")
+        for name, schedule in (("--lr-g-at", opts.lr_g_at), ("--lr-d-at", opts.lr_d_at)):
+            late = [step for step, _ in schedule if step >= opts.steps]
+            if late:
+                self.log(f"note: {name} {', '.join(map(str, late))} is past --steps {opts.steps}: it takes effect "
+                         f"only if the run is resumed with more steps")
         bar = _progress(opts.steps, self.step) if self.dist.main else None
         try:
             self._steps(bar)

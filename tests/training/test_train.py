@@ -101,7 +101,9 @@ def test_learning_rate_steps_take_effect_at_their_step_and_resume_exactly(tmp_pa
     _assert_identical(tmp_path / "full" / "last.pt", tmp_path / "part" / "last.pt")
 
     train(opts(tmp_path / "plain", "upconv32", steps=9), log=quiet)
-    train(opts(tmp_path / "later", "upconv32", steps=9, lr_d_at=((9, 1e-6),)), log=quiet)
+    logged = []
+    train(opts(tmp_path / "later", "upconv32", steps=9, lr_d_at=((9, 1e-6),)), log=logged.append)
+    assert "note: --lr-d-at 9 is past --steps 9: it takes effect only if the run is resumed with more steps" in logged
     _assert_identical(tmp_path / "plain" / "last.pt", tmp_path / "later" / "last.pt")
     changed, _ = _tensors(tmp_path / "full" / "last.pt")
     plain, _ = _tensors(tmp_path / "plain" / "last.pt")
