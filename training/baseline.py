@@ -99,9 +99,10 @@ def seed_loop(G: nn.Module, D: nn.Module, images: torch.Tensor, steps: int, batc
     adversarial_loss = nn.BCELoss()
     optimizer_G = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
     optimizer_D = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    run = {"preset": getattr(getattr(G, "config", None), "preset", None), "seed": seed, "batch_size": batch_size,
-           "latent_dim": latent_dim, "fast_data": fast_data, "device": torch.device(device).type,
-           "data_sha256": hashlib.sha256(images.cpu().numpy().tobytes()).hexdigest(), **(run_info or {})}
+    run = None if state_path is None else {  # what a state must match (the data hashed only for a state)
+        "preset": getattr(getattr(G, "config", None), "preset", None), "seed": seed, "batch_size": batch_size,
+        "latent_dim": latent_dim, "fast_data": fast_data, "device": torch.device(device).type,
+        "data_sha256": hashlib.sha256(images.cpu().numpy().tobytes()).hexdigest(), **(run_info or {})}
     d_losses, g_losses, step, spent = [], [], 0, 0.0
     if state_path is not None and state_path.exists():
         step, spent, d_loss, g_loss = _load_state(state_path, run, G, D, optimizer_G, optimizer_D, device)
@@ -160,16 +161,9 @@ def _save_state(path: Path, run: dict, G, D, optimizer_G, optimizer_D, device: s
 
 
 def _load_state(path: Path, run: dict, G, D, optimizer_G, optimizer_D, device: str) -> tuple[int, float, float, float]:
-    import zipfile
+    from .checkpoint import load_torch_file
 
-    from .checkpoint import load_failure
-
-    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive, its directory at the end
-        raise ValueError(f"{path}: truncated, corrupt or not a baseline state (not a whole torch file)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)  # never executes code from the file
-    except Exception as e:  # noqa: BLE001  (torch raises many types for a malformed file)
-        raise ValueError(load_failure(path, e, "truncated, corrupt or not a baseline state")) from None
+    state = load_torch_file(path, "baseline state")  # weights_only: never executes code from the file
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise ValueError(f"{path}: not a baseline state file")
     if state["run"] != run:

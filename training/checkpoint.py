@@ -62,19 +62,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     """Read a checkpoint written by `save_checkpoint`, refusing anything else (no code executes)."""
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive, its directory at the end
-        raise CheckpointError(f"{path}: truncated, corrupt or not a checkpoint (not a whole torch checkpoint file: "
-                              f"cut short, or another kind of file)")
-    damaged = _damaged_member(path)
-    if damaged:
-        raise CheckpointError(f"{path}: corrupt checkpoint ({damaged} fails its CRC check: the file changed on disk "
-                              f"after it was written)")
-    try:
-        with warnings.catch_warnings():  # torch warns about pickle protocols of files it then refuses
-            warnings.simplefilter("ignore")
-            state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001  (torch raises many types for a malformed file)
-        raise CheckpointError(load_failure(path, e, "truncated, corrupt or not a checkpoint")) from None
+    state = load_torch_file(path, "checkpoint", map_location)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a ganserve training checkpoint")
     if state.get("version", 0) > VERSION:
@@ -83,6 +71,24 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     if missing:
         raise CheckpointError(f"{path}: checkpoint is missing {missing}")
     return state
+
+
+def load_torch_file(path: Path, what: str, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(weights_only=True)`` of a whole, undamaged `torch.save` file; CheckpointError naming
+    `what` (the kind of file expected) otherwise."""
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive, its directory at the end
+        raise CheckpointError(f"{path}: truncated, corrupt or not a {what} (not a whole torch checkpoint file: "
+                              f"cut short, or another kind of file)")
+    damaged = _damaged_member(path)
+    if damaged:
+        raise CheckpointError(f"{path}: corrupt {what} ({damaged} fails its CRC check: the file changed on disk "
+                              f"after it was written)")
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle protocols of files it then refuses
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001  (torch raises many types for a malformed file)
+        raise CheckpointError(load_failure(path, e, f"truncated, corrupt or not a {what}")) from None
 
 
 def _damaged_member(path: Path) -> str | None:
