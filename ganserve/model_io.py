@@ -9,6 +9,10 @@
       "metadata": {...}               # free-form: how it was trained, its quality metric, ...
     }
 
+``save_model`` records the weights file's SHA-256 as ``metadata["weights_sha256"]`` and
+``load_model`` checks it, so weights and a config.json from different exports (a save stopped
+between its two files, a config copied from another model) are refused, not served mislabelled.
+
 ``generator.safetensors`` holds eval-mode float32 weights and batch-norm statistics, keyed as in
 the PyTorch module's state dict (``layers.{i}.weight``). Exports (``generator.onnx``, ...) sit
 beside them. Nothing here unpickles anything.
@@ -41,6 +45,7 @@ ENGINE_NAME = "generator.engine"
 EXPORT_NAMES = (ONNX_NAME, ONNX_FP16_NAME, ENGINE_NAME)  # made from the weights by `ganserve export`
 SHIPPED_DIR = Path(__file__).parent / "models"
 DEFAULT_MODEL = "fashion-mnist"
+WEIGHTS_SHA_KEY = "weights_sha256"  # in config.json's metadata: the weights file it was saved with
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +95,12 @@ def load_model(path_or_name: str | os.PathLike | None = None) -> Model:
     path = resolve_model_path(path_or_name)
     config, metadata = read_config(path / CONFIG_NAME)
     weights, sha = read_weights(path / WEIGHTS_NAME, config)
+    recorded = metadata.get(WEIGHTS_SHA_KEY)
+    if recorded is not None and recorded != sha:  # absent in models saved before it was recorded
+        what = f"records {recorded[:12]}..." if isinstance(recorded, str) else f"has {recorded!r}"
+        raise ModelFormatError(f"{path}: {WEIGHTS_NAME} is not the file {CONFIG_NAME} was written with (its sha256 "
+                               f"is {sha[:12]}..., metadata.{WEIGHTS_SHA_KEY} {what}): the two come from "
+                               f"different saves; export the model again")
     return Model(config, weights, metadata, path, sha)
 
 
@@ -192,16 +203,19 @@ def config_document(config: GeneratorConfig, metadata: dict[str, Any] | None = N
 
 def save_model(path: str | os.PathLike, config: GeneratorConfig, weights: dict[str, Any],
                metadata: dict[str, Any] | None = None) -> Path:
-    """Write a model directory (created if needed); each file is written whole or not at all.
+    """Write a model directory (created if needed); each file is written whole or not at all, and a
+    stop between the two (new weights under the old config.json) is refused by `load_model`.
 
     Args:
         path: the directory.
         config: the architecture.
         weights: tensors keyed as `config.param_shapes()` (NumPy arrays or anything np.asarray takes).
-        metadata: free-form JSON-serialisable facts, such as how the model was trained.
+        metadata: free-form JSON-serialisable facts, such as how the model was trained;
+            its "weights_sha256" is set here, to the hash of the weights file written.
     """
     path = Path(path)
     data = weights_file(_checked_arrays(config, weights, str(path / WEIGHTS_NAME)))
+    metadata = {**(metadata or {}), WEIGHTS_SHA_KEY: hashlib.sha256(data).hexdigest()}
     document = dumps_json(config_document(config, metadata))  # fails here, before any file, if not JSON
     path.mkdir(parents=True, exist_ok=True)
     _drop_stale_exports(path, config, data)

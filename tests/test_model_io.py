@@ -18,7 +18,7 @@ from ganserve.model_io import CONFIG_NAME, EXPORT_NAMES, FORMAT_VERSION, WEIGHTS
 def test_round_trip(tiny_model_dir, tiny_config):
     model = load_model(tiny_model_dir)
     assert model.config == tiny_config
-    assert model.metadata == {"purpose": "tests"}
+    assert model.metadata == {"purpose": "tests", "weights_sha256": model.weights_sha256}
     assert set(model.weights) == set(tiny_config.param_shapes())
     assert len(model.model_hash) == 64
 
@@ -39,6 +39,38 @@ def test_model_hash_changes_with_the_weights(model_copy):
     weights[key] = weights[key] + 1
     save_model(model_copy, before.config, weights)
     assert load_model(model_copy).model_hash != before.model_hash
+
+
+def test_a_save_stopped_between_its_two_files_is_refused(model_copy, monkeypatch):
+    import ganserve.model_io as model_io
+
+    old = load_model(model_copy)
+    weights = {k: v * 0.5 if k.endswith("weight") else v for k, v in old.weights.items()}
+
+    def killed(path, data):
+        raise KeyboardInterrupt  # after the weights are in place, before config.json is
+
+    monkeypatch.setattr(model_io, "write_bytes", killed)
+    with pytest.raises(KeyboardInterrupt):
+        save_model(model_copy, old.config, weights, {"purpose": "new"})
+    with pytest.raises(ModelFormatError, match=r"generator.safetensors is not the file config.json was written "
+                                               r"with .*different saves; export the model again"):
+        load_model(model_copy)
+
+
+def test_the_recorded_weights_hash(model_copy):
+    model = load_model(model_copy)
+    save_model(model_copy, model.config, model.weights, {"weights_sha256": "stale, from the source's metadata"})
+    assert load_model(model_copy).metadata["weights_sha256"] == model.weights_sha256  # set by save_model
+
+    document = json.loads((model_copy / CONFIG_NAME).read_text())
+    del document["metadata"]["weights_sha256"]  # as saved before the hash was recorded: not checked
+    (model_copy / CONFIG_NAME).write_text(json.dumps(document))
+    assert load_model(model_copy).model_hash == model.model_hash
+    document["metadata"]["weights_sha256"] = 7
+    (model_copy / CONFIG_NAME).write_text(json.dumps(document))
+    with pytest.raises(ModelFormatError, match="metadata.weights_sha256 has 7"):
+        load_model(model_copy)
 
 
 def test_shipped_model_is_the_default():

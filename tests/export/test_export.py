@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 from helpers import random_weights
 
 import ganserve
 from ganserve.cli import main
-from ganserve.model_io import ONNX_FP16_NAME, ONNX_NAME, WEIGHTS_NAME, load_model, save_model, weights_file
+from ganserve.model_io import (ONNX_FP16_NAME, ONNX_NAME, WEIGHTS_NAME, load_model, save_model, update_metadata,
+                               weights_file)
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -100,7 +103,9 @@ def test_onnxruntime_backend_refuses_a_stale_graph(tmp_path):
     export(src, src, log=lambda _: None)
     model = load_model(src)
     weights = {k: v + 0.01 for k, v in model.weights.items()}
-    (src / WEIGHTS_NAME).write_bytes(weights_file(weights))  # new weights copied in beside the old graph
+    data = weights_file(weights)
+    (src / WEIGHTS_NAME).write_bytes(data)  # new weights copied in beside the old graph, config.json told
+    update_metadata(src, weights_sha256=hashlib.sha256(data).hexdigest())
     with pytest.raises(ganserve.ModelFormatError, match="exported from different weights"):
         ganserve.Generator.load(src, backend="onnxruntime")
 
