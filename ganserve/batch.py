@@ -164,8 +164,11 @@ def prepare(out: Path, params: RunParams) -> None:
         stale.unlink(missing_ok=True)
     try:
         existing = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:  # (ValueError: bad JSON, bad UTF-8)
         raise ValueError(f"{path}: unreadable ({e}); remove it or use another --out") from None
+    if not isinstance(existing, dict):
+        raise ValueError(f"{path}: not a run's parameters (a JSON {type(existing).__name__}, not an object); "
+                         f"remove it or use another --out")
     diffs = [k for k, v in document.items() if existing.get(k) != v]
     if diffs:
         what = "another model (its hash differs)" if "model_hash" in diffs else "other parameters"

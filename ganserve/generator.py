@@ -11,7 +11,7 @@ from .backends import create_backend
 from .backends.base import Backend
 from .config import GeneratorConfig
 from .images import check_finite
-from .latents import check_index, make_latents
+from .latents import check_index, check_range, check_truncation, make_latents
 from .model_io import Model, load_model, memory_model
 
 
@@ -148,9 +148,11 @@ class Generator:
 
         Holds one batch at a time, so `n` can be far larger than memory.
         """
-        check_index(n, "n", minimum=1)
+        n = check_index(n, "n", minimum=1)
         seed = check_index(seed, "seed")
         start = check_index(start, "start")
+        check_range(start, n, self.latent_dim)  # all of them, before the first batch
+        check_truncation(truncation)
         for lo, hi in self._batches(n, batch_size):
             z = make_latents(hi - lo, self.latent_dim, seed=seed, start=start + lo, truncation=truncation)
             yield start + lo, self._backend.run_uint8(z)

@@ -61,16 +61,30 @@ def to_pil(image: np.ndarray):
     return Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
 
 
-def image_format(path: str | os.PathLike) -> str:
-    """Pillow's format name for a file name's extension, or a ValueError naming the extension."""
+def image_format(path: str | os.PathLike, channels: int | None = None) -> str:
+    """Pillow's format name for a file name's extension, or a ValueError naming the extension.
+
+    With `channels` (1 or 3), also checks that the format writes such images, by writing a small one
+    to memory (Pillow knows some formats it cannot write, or not in every mode: XBM, HDF5, ...).
+    """
+    import io
+
     from PIL import Image
 
     suffix = Path(path).suffix.lower()
     fmt = Image.registered_extensions().get(suffix)
     if fmt is None or fmt not in Image.SAVE:
-        raise ValueError(f"cannot write images with extension {suffix or '(none)'!r} ({path}); "
-                         f"use .png, .jpg, .webp, .bmp or .gif")
+        raise ValueError(f"cannot write images with extension {suffix or '(none)'!r} ({path}); {_WRITABLE}")
+    if channels is not None:
+        try:
+            to_pil(np.zeros((8, 8, channels), np.uint8)).save(io.BytesIO(), format=fmt)
+        except Exception as e:  # each plugin raises its own kind of error
+            kind = "gray" if channels == 1 else "RGB"
+            raise ValueError(f"cannot write {kind} images as {fmt} ({path}: {e}); {_WRITABLE}") from None
     return fmt
+
+
+_WRITABLE = "use .png, .jpg, .webp, .bmp or .gif"
 
 
 def save_image(image: np.ndarray, path: str | os.PathLike) -> Path:

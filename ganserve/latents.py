@@ -69,6 +69,14 @@ def max_index(dim: int) -> int:
     return min(2**63, (2**64 - 1) // per_row + 1)
 
 
+def check_range(start: int, n: int, dim: int) -> None:
+    """A ValueError unless indices start .. start+n-1 all exist for latent size `dim`."""
+    end = max_index(dim)
+    if start + n > end:
+        raise ValueError(f"start + n must be at most {end} for latent size {dim} (indices are Philox counters), "
+                         f"got {start} + {n}")
+
+
 def make_latents(n: int, dim: int, seed: int = 0, start: int = 0, truncation: float | None = None) -> np.ndarray:
     """float32 (n, dim) standard normal latents for indices start .. start+n-1 of `seed`.
 
@@ -81,14 +89,9 @@ def make_latents(n: int, dim: int, seed: int = 0, start: int = 0, truncation: fl
             further Philox keys at the same counter, so latent i still depends only on
             (seed, i, psi).
     """
-    n = check_index(n, "n")
-    seed = check_index(seed, "seed")
-    start = check_index(start, "start")
+    n, seed, start = check_index(n, "n"), check_index(seed, "seed"), check_index(start, "start")
     psi = check_truncation(truncation)
-    end = max_index(dim)
-    if start + n > end:
-        raise ValueError(f"start + n must be at most {end} for latent size {dim} (indices are Philox counters), "
-                         f"got {start} + {n}")
+    check_range(start, n, dim)
     rows = np.arange(start, start + n, dtype=np.int64)
     z = _normals(seed, 0, rows, dim)
     if psi is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -173,6 +174,21 @@ def test_a_temporary_generate_json_of_a_killed_start_is_removed(tmp_path):
     (out / ".generate.json.0123abcd.tmp").write_text("{}")  # killed between writing it and linking it
     prepare(out, params)
     assert sorted(p.name for p in out.iterdir()) == ["generate.json", "manifest"]
+
+
+@pytest.mark.parametrize("content,message", [
+    ("[]", "not a run's parameters (a JSON list, not an object)"),
+    ("null", "not a run's parameters (a JSON NoneType, not an object)"),
+    ("{", "unreadable"),
+    (b"\xff\xfe{}", "unreadable"),
+])
+def test_an_unreadable_generate_json_is_refused(tmp_path, content, message):
+    out, params = tmp_path / "o", RunParams(4, 0, 2, "png", None, "m", "c", (1, 28, 28))
+    out.mkdir()
+    path = out / "generate.json"
+    path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+    with pytest.raises(ValueError, match=re.escape(message) + ".*remove it or use another --out"):
+        prepare(out, params)
 
 
 @pytest.mark.parametrize("fmt", ["png", "tar"])

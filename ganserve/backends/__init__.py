@@ -49,10 +49,10 @@ def backend_class(name: str) -> type[Backend]:
         raise BackendUnavailableError(f"backend {name!r} cannot be imported: {e}") from e
 
 
-def unavailable_reason(name: str) -> str | None:
-    """Why backend `name` cannot run on this machine, or None if it can."""
+def unavailable_reason(name: str, device: str = "auto") -> str | None:
+    """Why backend `name` cannot run on this machine (on `device`: "auto", "cpu", "cuda"), or None if it can."""
     try:
-        backend_class(name).check_available()
+        backend_class(name).check_available(device)
     except BackendUnavailableError as e:
         return str(e)
     return None

@@ -214,7 +214,9 @@ def _upsample(spec, params, src, dst) -> Op:
 
     def op(x):
         n, h, w, c = x.shape
-        return np.broadcast_to(x[:, :, None, :, None, :], (n, h, s, w, s, c)).reshape(n, h * s, w * s, c)
+        y = np.empty((n, h * s, w * s, c), x.dtype)  # a new array: the next op may work in place
+        y.reshape(n, h, s, w, s, c)[...] = x[:, :, None, :, None, :]
+        return y
 
     return op
 

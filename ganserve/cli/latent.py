@@ -49,6 +49,7 @@ def interpolate(
     if nrow is not None:
         check_index(nrow, "--nrow", minimum=1)
     gen = Generator.load(model, backend=backend)
+    image_format(out, gen.image_shape[-1])
     frames = gen.walk(keyframes, steps, method, loop, truncation=truncation)
     if fmt == "GIF":
         save_gif(upscale(frames, scale, GIF_MIN_SIZE), out, duration)
@@ -87,6 +88,7 @@ def arithmetic(
               for w, text, name in ((1.0, a, "a"), (-1.0, b, "b"), (1.0, c, "c")) if text is not None]
     image_format(out)
     gen = Generator.load(model, backend=backend)
+    image_format(out, gen.image_shape[-1])
     terms = [(w, [(seed, i) for i in indices]) for w, indices, _ in groups]
     found = gen.arithmetic(terms, neighbors=neighbors, jitter=jitter, jitter_seed=jitter_seed, truncation=truncation)
     rows = [[found[k], *(gen.sample(1, seed, start=i, truncation=truncation)[0] for i in indices)]

@@ -31,7 +31,7 @@ def sample(
     """Sample images from a generator: PNG files and/or one grid image (default: samples.png)."""
     from ..generator import Generator
     from ..images import image_format, make_grid, save_image
-    from ..latents import check_truncation
+    from ..latents import check_range, check_truncation
 
     check_ints((n, "--n", 1), (seed, "--seed", 0), (start, "--start", 0), (batch_size, "--batch-size", 1),
                (nrow, "--nrow", 1))
@@ -43,6 +43,9 @@ def sample(
         if not grid.parent.is_dir():
             raise FileNotFoundError(f"--grid {grid}: no folder {grid.parent}")
     gen = Generator.load(model, backend=backend)
+    check_range(start, n, gen.latent_dim)
+    if grid is not None:
+        image_format(grid, gen.image_shape[-1])
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     kept = [] if grid is not None else None
@@ -124,12 +127,14 @@ def bench(
     if not 0 < seconds < math.inf:  # NaN fails this too
         raise ValueError(f"--seconds must be a finite number more than 0, got {seconds}")
     names = None if backends is None else [b.strip() for b in backends.split(",") if b.strip()]
+    if names == []:
+        raise ValueError(f"--backends names no backend ({backends!r}); leave it out for every usable one")
     chosen = [(name, opts) for name, opts in AUTO_ORDER if (names is None or name in names)]
     if names is not None:
         unknown = sorted(set(names) - {name for name, _ in AUTO_ORDER})
         if unknown:
             raise ValueError(f"unknown backend(s) {unknown}; known: {sorted({n for n, _ in AUTO_ORDER})}")
-    chosen = [(n, o) for n, o in chosen if unavailable_reason(n) is None or names is not None]
+    chosen = [(n, o) for n, o in chosen if names is not None or unavailable_reason(n, o.get("device", "auto")) is None]
     m = load_model(model)
     typer.echo(f"{m.path}: {2 * m.config.macs() / 1e9:.3f} GFLOP per image")
     for size in sizes:

@@ -71,6 +71,11 @@ CUSTOM = {
         layer("conv_transpose2d", in_channels=4, out_channels=3, kernel_size=2, stride=3, padding=0,
               output_padding=2, bias=False),  # 3 -> 10
         layer("conv2d", in_channels=3, out_channels=3, kernel_size=3), layer("tanh")], shape=(3, 8, 8)),
+    # upsampling a 1x1 map, and by 1, then ops that may work in place on their input
+    "upsample_one_pixel": _custom([
+        layer("reshape", shape=[12, 1, 1]), layer("upsample", scale=4), layer("relu"),
+        layer("upsample", scale=1), layer("leaky_relu", slope=0.2), layer("upsample", scale=2),
+        layer("conv2d", in_channels=12, out_channels=3, kernel_size=3, padding=1), layer("tanh")]),
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import signal
@@ -78,6 +79,41 @@ def test_bench_user_errors_are_one_line(capsys, args, message):
     assert code == 1 and err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
 
 
+def test_sample_checks_the_whole_index_range_before_any_image(tmp_path, capsys, tiny_model_dir):
+    from ganserve.latents import max_index
+
+    start = max_index(Generator.load(tiny_model_dir, backend="numpy").latent_dim) - 99
+    code, _, err = run(capsys, "sample", str(tiny_model_dir), "--start", str(start), "--n", "100", "--batch-size", "16",
+                       "--out", str(tmp_path / "png"), "--backend", "numpy")
+    assert code == 1 and f"got {start} + 100" in err
+    assert not (tmp_path / "png").exists()  # refused before the folder, not after 64 images
+
+
+@pytest.mark.parametrize("ext", [".xbm", ".h5"])
+def test_a_grid_format_pillow_cannot_write_is_refused_before_sampling(tmp_path, capsys, monkeypatch, tiny_model_dir,
+                                                                       ext):
+    monkeypatch.setattr(Generator, "iter_batches", lambda *a, **k: pytest.fail("sampled before the check"))
+    code, _, err = run(capsys, "sample", str(tiny_model_dir), "--n", "2", "--grid", str(tmp_path / f"g{ext}"),
+                       "--backend", "numpy")
+    assert code == 1 and "cannot write gray images as" in err and "use .png" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bench_by_default_leaves_out_what_cannot_run_here(capsys, tiny_model_dir):
+    from ganserve.backends import AUTO_ORDER, unavailable_reason
+
+    code, out, _ = run(capsys, "bench", str(tiny_model_dir), "--batch", "2", "--rounds", "1", "--seconds", "0.01")
+    rows = {line.split("  ")[0] for line in out.splitlines()[2:]}
+    usable = {f"{name} device={options['device']}" if options else name for name, options in AUTO_ORDER
+              if unavailable_reason(name, options.get("device", "auto")) is None}
+    assert code == 0 and "numpy" in rows and rows == usable, out
+
+
+def test_bench_refuses_an_empty_backend_list(capsys):
+    code, _, err = run(capsys, "bench", "--backends", " , ")
+    assert code == 1 and "--backends names no backend" in err
+
+
 def test_bad_model_is_one_line(tmp_path, capsys, model_copy):
     (model_copy / "config.json").write_text("{")
     code, _, err = run(capsys, "info", str(model_copy))
@@ -141,7 +177,11 @@ def test_an_out_that_is_a_file_is_one_line(tmp_path, capsys, tiny_model_dir):
 
 
 def test_write_errors_name_the_users_path_not_a_temporary_file(tmp_path, capsys, monkeypatch, tiny_model_dir):
+    save = Image.Image.save
+
     def read_only(image, fp, *args, **kwargs):
+        if isinstance(fp, io.BytesIO):  # the check that the format can be written, in memory
+            return save(image, fp, *args, **kwargs)
         raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(fp))
 
     monkeypatch.setattr(Image.Image, "save", read_only)
