@@ -246,10 +246,18 @@ def _made_here(path: Path, shard: int, params: RunParams) -> bool:
 
 def write_manifest(out: Path, params: RunParams) -> Path:
     """manifest.jsonl: every record, sorted by shard (atomic; any process may rewrite it)."""
-    records = [r for p in (out / MANIFEST_DIR).glob("shard-*.json") if (r := _record(p, params)) is not None]
-    lines = "".join(json.dumps(r, sort_keys=True) + "\n" for r in sorted(records, key=lambda r: r["shard"]))
-    with atomic_path(out / MANIFEST_NAME) as tmp:
-        tmp.write_text(lines)
+    for attempt in range(3):
+        records = [r for p in (out / MANIFEST_DIR).glob("shard-*.json") if (r := _record(p, params)) is not None]
+        lines = "".join(json.dumps(r, sort_keys=True) + "\n" for r in sorted(records, key=lambda r: r["shard"]))
+        try:
+            with atomic_path(out / MANIFEST_NAME) as tmp:
+                tmp.write_text(lines)
+            break
+        except FileNotFoundError:
+            # A process starting on this folder (`prepare`) removes the temporary files killed runs
+            # left, and can take ours with them: write it again, unless the folder itself has gone.
+            if attempt == 2 or not (out / MANIFEST_DIR).is_dir():
+                raise
     return out / MANIFEST_NAME
 
 

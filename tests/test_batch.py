@@ -168,6 +168,27 @@ def test_processes_starting_together_agree_on_generate_json(tmp_path, monkeypatc
     assert sorted(p.name for p in out.iterdir()) == ["generate.json", "manifest"]  # no temporary file left
 
 
+def test_a_process_starting_while_another_writes_the_manifest(tmp_path, gen, monkeypatch):
+    """A finishes and writes manifest.jsonl; B starts on the folder in between A's write of the
+    temporary file and its rename, and removes it with the temporary files of killed runs. A must
+    write it again, not fail after all its shards are done."""
+    out = tmp_path / "o"
+    write_text, starts = Path.write_text, []
+
+    def racing_write(path, *args, **kwargs):
+        result = write_text(path, *args, **kwargs)
+        if path.name.startswith(".manifest.jsonl.") and not starts:
+            starts.append("B")
+            prepare(out, RunParams(6, 0, 3, "png", None, gen.model_hash, gen.config.digest(), gen.image_shape))  # B
+        return result
+
+    monkeypatch.setattr(Path, "write_text", racing_write)
+    generate(gen, out, n=6, shard_size=3, workers=0, log=lambda _: None)
+    assert starts == ["B"]
+    assert [json.loads(line)["shard"] for line in (out / "manifest.jsonl").read_text().splitlines()] == [0, 1]
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
 def test_a_temporary_generate_json_of_a_killed_start_is_removed(tmp_path):
     out, params = tmp_path / "o", RunParams(4, 0, 2, "png", None, "m", "c", (1, 28, 28))
     out.mkdir()

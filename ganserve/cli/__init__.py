@@ -2,14 +2,20 @@
 
 A user mistake (bad option value, missing file, invalid model, missing package) prints one line,
 ``error: ...``, on stderr and exits with status 1 (2 for usage errors), without a traceback. Ctrl-C
-prints ``interrupted`` (and how to go on, where a command can) and exits with status 130.
+prints ``interrupted`` (and how to go on, where a command can) and exits with status 130. SIGTERM
+(`kill`, a container stopping) ends the command as an exception does, so that the files it was writing
+are cleaned up, and exits with status 143, as the signal would.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import signal
 import sys
+import threading
+from typing import Iterator
 
 import typer
 from typer.core import TyperGroup
@@ -68,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     from . import commands  # noqa: F401  (registers the commands on `app`)
 
     try:
-        result = app(args=argv, prog_name="ganserve", standalone_mode=False)
+        with _exit_on_sigterm():
+            result = app(args=argv, prog_name="ganserve", standalone_mode=False)
     except typer.Exit as e:
         return e.exit_code
     except (typer.Abort, KeyboardInterrupt):
@@ -83,6 +90,26 @@ def main(argv: list[str] | None = None) -> int:
             return e.exit_code
         raise
     return result if isinstance(result, int) else 0
+
+
+def _terminated(signum, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def _exit_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM into SystemExit(143) while a command runs, so that its `finally` blocks remove the
+    temporary files it was writing (Python's default for SIGTERM is to die on the spot). Left alone
+    where SIGTERM is not at its default (ignored by a parent, or handled by the program calling main)."""
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    if not in_main_thread or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _os_error_line(error: OSError) -> str:

@@ -79,6 +79,35 @@ def test_bench_user_errors_are_one_line(capsys, args, message):
     assert code == 1 and err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
 
 
+_TERMINATE_DURING_THIRD_SAVE = """
+import os, signal, sys
+from PIL import Image
+from ganserve.cli import main
+
+save, calls = Image.Image.save, []
+
+def save_then_terminate(self, *args, **kwargs):
+    calls.append(1)
+    save(self, *args, **kwargs)
+    if len(calls) == 3:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+Image.Image.save = save_then_terminate
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_during_sample_leaves_no_temporary_file(tmp_path, tiny_model_dir):
+    """SIGTERM (a `kill`, a container stopping) arrives while the third PNG is being written: the
+    command exits with status 143, as the signal would, and the half-written file's temporary name
+    is gone (Python's default, dying on the spot, would leave it)."""
+    out = tmp_path / "png"
+    done = subprocess.run([sys.executable, "-c", _TERMINATE_DURING_THIRD_SAVE, "sample", str(tiny_model_dir),
+                           "--n", "6", "--out", str(out), "--backend", "numpy"], capture_output=True, text=True)
+    assert done.returncode == 128 + signal.SIGTERM, done.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["00000000.png", "00000001.png"]
+
+
 def test_sample_checks_the_whole_index_range_before_any_image(tmp_path, capsys, tiny_model_dir):
     from ganserve.latents import max_index
 
