@@ -76,7 +76,7 @@ def export(source: str | os.PathLike, out: str | os.PathLike, opts: ExportOption
     _check_options(opts)
     model = read_source(Path(source), opts.weights)
     out = Path(out)
-    created = not out.exists()
+    created = next((p for p in [*reversed(out.parents), out] if not p.exists()), None)  # the first folder made here
     out.mkdir(parents=True, exist_ok=True)
     # Staged inside `out`, so the final renames never cross a filesystem (`out` may be a mount point).
     try:
@@ -109,8 +109,8 @@ def export(source: str | os.PathLike, out: str | os.PathLike, opts: ExportOption
         _move_into(staging, out, log, same_model=_model_hash(out) == staged.model_hash)
     except BaseException as e:
         shutil.rmtree(staging, ignore_errors=True)
-        if created:  # a failed export leaves nothing behind
-            shutil.rmtree(out, ignore_errors=True)
+        if created is not None:  # a failed export leaves nothing behind, the folders it made neither
+            shutil.rmtree(created, ignore_errors=True)
         if isinstance(e, OSError) and str(e.filename or "").startswith(str(staging)):  # name `out`, not staging
             raise OSError(e.errno, e.strerror, str(out) + str(e.filename)[len(str(staging)):]) from None
         raise
@@ -121,9 +121,14 @@ def export(source: str | os.PathLike, out: str | os.PathLike, opts: ExportOption
 def _check_options(opts: ExportOptions) -> None:
     if opts.weights not in ("ema", "raw"):
         raise ValueError(f"--weights must be 'ema' or 'raw', got {opts.weights!r}")
-    if not 1 <= opts.min_batch <= opts.opt_batch <= opts.max_batch:
+    if opts.tensorrt and not 1 <= opts.min_batch <= opts.opt_batch <= opts.max_batch:
         raise ValueError(f"need 1 <= --min-batch <= --opt-batch <= --max-batch, got "
                          f"{opts.min_batch}, {opts.opt_batch}, {opts.max_batch}")
+    if opts.max_batch < 1:  # without --tensorrt, the largest batch Triton sends
+        raise ValueError(f"--max-batch must be at least 1, got {opts.max_batch}")
+    if opts.triton and opts.tensorrt and opts.min_batch > 1:  # found before the engine's build, not after
+        raise ValueError(f"--triton: Triton sends batches from 1 (single requests, dynamic batching); an engine "
+                         f"built with --min-batch {opts.min_batch} cannot serve them: use --min-batch 1")
     if opts.triton and not (opts.onnx or opts.tensorrt):
         raise ValueError("--triton serves generator.onnx or generator.engine: drop --no-onnx, or add --tensorrt")
     if opts.triton:  # refused before any work, not after the model directory is written
@@ -225,7 +230,9 @@ def verify(model: Model, backend: str, options: dict, log: Callable[[str], None]
     worst = 0.0
     for batch in VERIFY_BATCHES:
         z = make_latents(batch, model.config.latent_dim, seed=2024)
-        got, want = candidate.run(z), reference.run(z)
+        step = candidate.max_batch  # an engine built with a small --max-batch runs 7 latents in parts
+        got = np.concatenate([candidate.run(z[i:i + step]) for i in range(0, batch, step)])
+        want = reference.run(z)
         if got.shape != want.shape:
             raise VerificationError(f"{backend}: output shape {got.shape} at batch {batch}, expected {want.shape}")
         if not np.isfinite(got).all():
@@ -253,10 +260,22 @@ def _move_into(staging: Path, out: Path, log: Callable[[str], None], same_model:
     out.mkdir(parents=True, exist_ok=True)
     order = [WEIGHTS_NAME, CONFIG_NAME, ONNX_NAME, ONNX_FP16_NAME, ENGINE_NAME]
     staged = sorted((p.name for p in staging.iterdir()), key=lambda n: (order.index(n) if n in order else 9, n))
+    # An engine is built from the FP16 graph and checked against it: a new graph (another --opset, or
+    # another ganserve version) of the same weights makes the engine stale too.
+    graph_changed = ONNX_FP16_NAME in staged and not _same_bytes(staging / ONNX_FP16_NAME, out / ONNX_FP16_NAME)
     for name in staged:
         os.replace(staging / name, out / name)
     log(f"wrote {', '.join(sorted(staged))} to {out}")
-    for stale in () if same_model else EXPORT_NAMES:
+    stale_names = EXPORT_NAMES if not same_model else [ENGINE_NAME] if graph_changed else []
+    for stale in stale_names:
         if stale not in staged and (out / stale).exists():
             (out / stale).unlink()
-            log(f"removed {out / stale}: it was exported from other weights")
+            why = "it was exported from other weights" if not same_model else f"it was built from another {ONNX_FP16_NAME}"
+            log(f"removed {out / stale}: {why}")
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    try:
+        return a.read_bytes() == b.read_bytes()
+    except OSError:
+        return False

@@ -80,7 +80,8 @@ def build_onnx(config: GeneratorConfig, weights: dict[str, np.ndarray], *, fp16:
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
                               producer_name="ganserve", producer_version=__version__)
-    model.ir_version = min(model.ir_version, 9)  # readable by onnxruntime releases of the last two years
+    # IR 9 is readable by onnxruntime releases of the last two years; opsets from 21 need a newer IR.
+    model.ir_version = max(min(model.ir_version, 9), helper.find_min_ir_version_for(model.opset_import))
     props = {
         "ganserve_version": __version__,
         "config_sha256": config.digest(),
@@ -140,7 +141,13 @@ class _Builder:
 
     def const(self, stem: str, value: np.ndarray, dtype: Any = None) -> str:
         name = self.name(stem)
-        self.initializers.append(numpy_helper.from_array(np.asarray(value, dtype or self.dtype), name))
+        with np.errstate(over="ignore"):  # an overflow is reported below, with the tensor's name
+            array = np.asarray(value, dtype or self.dtype)
+        if array.dtype == np.float16 and not np.isfinite(array).all() and np.isfinite(value).all():
+            largest = float(np.abs(np.asarray(value, np.float64)).max())
+            raise ValueError(f"{name}: a weight of magnitude {largest:.3g} (batch norm folded in) overflows float16 "
+                             f"(largest {float(np.finfo(np.float16).max):g}); export without --fp16")
+        self.initializers.append(numpy_helper.from_array(array, name))
         return name
 
     def node(self, op: str, inputs: list[str], **attrs: Any) -> str:

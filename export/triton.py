@@ -93,10 +93,29 @@ def write_triton_repository(repo: str | os.PathLike, name: str, model_dir: str |
         "instance_group": [{"count": instance_count, "kind": _Enum("KIND_GPU")}],
     }
     folder = version_dir.parent
+    pbtxt = format_pbtxt(document).encode()
+    _check_shared_config(folder / "config.pbtxt", pbtxt, version)
     files = {version_dir / other: None for _, _, other in KINDS.values()}  # a model of the other kind is stale
-    files.update({version_dir / target_name: data, folder / "config.pbtxt": format_pbtxt(document).encode()})
+    files.update({version_dir / target_name: data, folder / "config.pbtxt": pbtxt})
     _replace_files(version_dir, files)
     return folder
+
+
+def _check_shared_config(path: Path, pbtxt: bytes, version: int) -> None:
+    """A Triton model's versions share one config.pbtxt: refuse to rewrite it for this version while
+    other versions, made for the config there, would be served with the new one."""
+    try:
+        if path.read_bytes() == pbtxt:
+            return
+    except FileNotFoundError:
+        return
+    others = sorted(int(p.name) for p in path.parent.iterdir()
+                    if p.is_dir() and p.name.isdigit() and int(p.name) != version)
+    if others:
+        listed = ", ".join(map(str, others))
+        raise ValueError(f"{path} describes another model (its inputs, outputs, kind or batch limit differ), and "
+                         f"versions {listed} of {path.parent} were written for it: Triton serves every version "
+                         f"with one config.pbtxt; use another --triton-name")
 
 
 def _replace_files(folder: Path, files: dict[Path, bytes | None]) -> None:

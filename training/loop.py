@@ -502,7 +502,10 @@ def training_metadata(state: dict[str, Any], which: str = "ema") -> dict[str, An
     export (RUN/model) and `ganserve export --ckpt` both write this, so they record the same facts.
     Facts that older checkpoints lack (command, hardware, wall time) are left out."""
     opts, step, world = TrainOptions.from_saved(state["options"]), state["step"], state.get("world", 1)
-    evaluations = [r for r in state["history"] if "fd" in r and r["step"] <= step]
+    # The loop evaluates the weights an EMA export gets (the EMA, or G in a run without one); raw
+    # weights of a run with EMA were never scored, so their model records no metric.
+    scored = exported_weights(state["options"], which) == exported_weights(state["options"])
+    evaluations = [r for r in state["history"] if "fd" in r and r["step"] <= step] if scored else []
     metric = evaluations[-1] if evaluations else {}
     training = {
         "preset": opts.preset, "data": state["data"].get("source", opts.data), "images": state["data"].get("images"),

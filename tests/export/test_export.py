@@ -92,6 +92,65 @@ def test_reexport_removes_only_exports_of_other_weights(tmp_path):
     assert load_model(src).model_hash == load_model(other).model_hash
 
 
+def test_a_new_fp16_graph_of_the_same_weights_removes_the_engine(tmp_path):
+    """An engine is checked against the FP16 graph it was built from: a re-export that writes another
+    graph (here another opset) of the same weights removes it; one that writes the same graph keeps it."""
+    from ganserve.export.tensorrt_engine import write_engine
+    from ganserve.model_io import ENGINE_NAME
+
+    src = _model_dir(tmp_path, "mlp28", width=8)
+    export(src, src, ExportOptions(fp16=True), log=lambda _: None)
+    header = {"format_version": 1, "tensorrt_version": "10.3.0", "compute_capability": "9.0", "gpu_name": "H100",
+              "onnx_sha256": hashlib.sha256((src / ONNX_FP16_NAME).read_bytes()).hexdigest(), "min_batch": 1,
+              "opt_batch": 64, "max_batch": 1024, "precision": "fp16", "ganserve_version": ganserve.__version__,
+              "config_sha256": load_model(src).config.digest()}
+    write_engine(src / ENGINE_NAME, header, b"plan")  # as `--tensorrt` on a GPU would have left it
+    export(src, src, ExportOptions(fp16=True), log=lambda _: None)
+    assert (src / ENGINE_NAME).exists()
+    messages = []
+    export(src, src, ExportOptions(fp16=True, opset=18), log=messages.append)
+    assert not (src / ENGINE_NAME).exists()
+    assert f"removed {src / ENGINE_NAME}: it was built from another {ONNX_FP16_NAME}" in messages
+
+
+def test_onnx_ir_version_follows_the_opset(tmp_path):
+    import onnx
+
+    src = _model_dir(tmp_path, "mlp28", width=8)
+    for opset in (17, 21):
+        export(src, tmp_path / str(opset), ExportOptions(opset=opset, verify=False), log=lambda _: None)
+        graph = onnx.load(str(tmp_path / str(opset) / ONNX_NAME))
+        assert graph.ir_version == max(min(onnx.IR_VERSION, 9), onnx.helper.find_min_ir_version_for(graph.opset_import))
+    assert graph.ir_version >= 10  # opset 21 needs IR 10
+
+
+def test_weights_that_overflow_fp16_are_refused(tmp_path):
+    src = _model_dir(tmp_path, "mlp28", width=8)
+    model = load_model(src)
+    weights = dict(model.weights)
+    name = next(k for k in weights if k.endswith("weight") and weights[k].ndim > 1)
+    weights[name] = weights[name] * 1e6
+    big = save_model(tmp_path / "big", model.config, weights)
+    with pytest.raises(ValueError, match=r"magnitude .* overflows float16 .* export without --fp16"):
+        export(big, tmp_path / "o", ExportOptions(fp16=True, verify=False), log=lambda _: None)
+    assert not (tmp_path / "o").exists()
+    export(big, tmp_path / "o", ExportOptions(verify=False), log=lambda _: None)  # FP32 holds them
+
+
+def test_batch_options_are_checked_where_they_matter(tmp_path, capsys, tiny_model_dir):
+    """Without --tensorrt only --max-batch (Triton's batch limit) counts; with it, Triton needs an
+    engine that takes batches of 1, refused before a build, not after."""
+    base = ["export", "--ckpt", str(tiny_model_dir), "--no-verify"]
+    assert main(base + ["--out", str(tmp_path / "a"), "--triton", str(tmp_path / "repo"), "--max-batch", "32"]) == 0
+    assert "max_batch_size: 32" in (tmp_path / "repo" / "ganserve_generator" / "config.pbtxt").read_text()
+    assert main(base + ["--out", str(tmp_path / "b"), "--max-batch", "0"]) == 1
+    assert "--max-batch must be at least 1, got 0" in capsys.readouterr().err
+    assert main(base + ["--out", str(tmp_path / "c"), "--triton", str(tmp_path / "r2"), "--tensorrt",
+                        "--min-batch", "2"]) == 1
+    assert "use --min-batch 1" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists() and not (tmp_path / "r2").exists()
+
+
 def test_raw_weights_are_a_checkpoints_choice(tmp_path, tiny_model_dir):
     with pytest.raises(ValueError, match="--weights raw picks weights in a training checkpoint; .* is a model dir"):
         export(tiny_model_dir, tmp_path / "o", ExportOptions(weights="raw"))
@@ -114,6 +173,14 @@ def test_cli_opset_error(tmp_path, capsys, tiny_model_dir):
     code = main(["export", "--ckpt", str(tiny_model_dir), "--out", str(tmp_path / "o"), "--opset", "99"])
     err = capsys.readouterr().err
     assert code == 1 and "--opset 99" in err and not (tmp_path / "o").exists()
+
+
+def test_a_failed_export_removes_the_folders_it_made(tmp_path, capsys, tiny_model_dir):
+    (tmp_path / "a_file").write_text("")
+    code = main(["export", "--ckpt", str(tiny_model_dir), "--out", str(tmp_path / "new" / "a" / "b"),
+                 "--triton", str(tmp_path / "a_file" / "repo"), "--no-verify"])
+    assert code == 1 and "a_file" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
 
 
 def test_cli_tensorrt_without_tensorrt(tmp_path, capsys, tiny_model_dir):

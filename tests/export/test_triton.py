@@ -95,10 +95,26 @@ def test_existing_versions_are_kept_unless_overwrite(tmp_path, onnx_model):
     with pytest.raises(FileExistsError, match=r"1 exists: replace it \(--triton-overwrite, overwrite=True\)"):
         write_triton_repository(tmp_path, "gen", onnx_model)
     write_triton_repository(tmp_path, "gen", onnx_model, version=2)
+    assert (tmp_path / "gen" / "1" / "model.onnx").is_file() and (tmp_path / "gen" / "2" / "model.onnx").is_file()
     _engine(onnx_model, max_batch=1024)
-    write_triton_repository(tmp_path, "gen", onnx_model, kind="tensorrt", overwrite=True)
-    assert sorted(p.name for p in (tmp_path / "gen" / "1").iterdir()) == ["model.plan"]  # the stale model.onnx went
-    assert (tmp_path / "gen" / "2" / "model.onnx").is_file()
+    write_triton_repository(tmp_path / "r2", "gen", onnx_model)
+    write_triton_repository(tmp_path / "r2", "gen", onnx_model, kind="tensorrt", overwrite=True)
+    assert sorted(p.name for p in (tmp_path / "r2" / "gen" / "1").iterdir()) == ["model.plan"]  # model.onnx went
+
+
+def test_versions_share_one_config(tmp_path, onnx_model):
+    """Triton serves every version of a model with its one config.pbtxt: a version whose config would
+    differ (another kind, batch limit, latent size) is refused while other versions are there."""
+    write_triton_repository(tmp_path, "gen", onnx_model, version=2)
+    _engine(onnx_model, max_batch=1024)
+    before = _tree(tmp_path)
+    for kwargs in ({"kind": "tensorrt"}, {"max_batch_size": 32}):
+        with pytest.raises(ValueError, match=r"config.pbtxt describes another model .* versions 2 of .*"
+                                             r"use another --triton-name"):
+            write_triton_repository(tmp_path, "gen", onnx_model, version=1, **kwargs)
+        assert _tree(tmp_path) == before
+    write_triton_repository(tmp_path, "gen", onnx_model, version=3)  # the same config: another version is fine
+    assert _tree(tmp_path)["gen/3/model.onnx"] == _tree(tmp_path)["gen/2/model.onnx"]
 
 
 def _tree(folder):

@@ -450,12 +450,14 @@ def test_export_of_a_checkpoint_matches_the_run(tmp_path):
     from ganserve.export.export import ExportOptions, export
 
     run = tmp_path / "r"
-    model_dir = train(opts(run, steps=3), log=quiet)
+    model_dir = train(opts(run, steps=3, eval_every=3), log=quiet)
     out = export(run / "last.pt", tmp_path / "exported", ExportOptions(), log=quiet)
     a, b = load_model(model_dir), load_model(out)
     assert max(float(np.abs(a.weights[k] - b.weights[k]).max()) for k in a.weights) < 1e-6
+    assert b.metadata["metric"]["step"] == 3 and b.metadata["metric"] == a.metadata["metric"]
     raw = export(run / "last.pt", tmp_path / "raw", ExportOptions(weights="raw", onnx=False), log=quiet)
     assert load_model(raw).metadata["exported_from"]["weights"] == "raw"
+    assert load_model(raw).metadata["metric"] == {}  # the loop scored the EMA, not these weights
 
 
 def test_export_checkpoint_errors(tmp_path):
@@ -512,9 +514,10 @@ def test_export_of_a_run_without_ema_says_raw(tmp_path):
     from ganserve.export.export import ExportOptions, export
 
     run = tmp_path / "r"
-    model_dir = train(opts(run, steps=2, ema_decay=0.0), log=quiet)
+    model_dir = train(opts(run, steps=2, ema_decay=0.0, eval_every=2), log=quiet)
     meta = load_model(export(run / "last.pt", tmp_path / "o", ExportOptions(onnx=False), log=quiet)).metadata
     assert meta["exported_from"]["weights"] == "raw" and "the run kept no EMA" in meta["exported_from"]["note"]
+    assert meta["metric"]["step"] == 2  # the loop scored G, these weights
     assert meta["training"]["weights"] == "raw" == load_model(model_dir).metadata["training"]["weights"]
 
 
