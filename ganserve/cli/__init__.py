@@ -3,8 +3,8 @@
 A user mistake (bad option value, missing file, invalid model, missing package) prints one line,
 ``error: ...``, on stderr and exits with status 1 (2 for usage errors), without a traceback. Ctrl-C
 prints ``interrupted`` (and how to go on, where a command can) and exits with status 130. SIGTERM
-(`kill`, a container stopping) ends the command as an exception does, so that the files it was writing
-are cleaned up, and exits with status 143, as the signal would.
+(`kill`, a container stopping, a batch scheduler's preemption) is handled the same way, files being
+written cleaned up and how to go on said, as ``interrupted by SIGTERM``, with status 143.
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ class _Commands(TyperGroup):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except KeyboardInterrupt:
-            typer.echo("interrupted", err=True)
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as e:
+            what, code = stopped_by(e)
+            typer.echo(what, err=True)
+            raise typer.Exit(code) from None
 
 
 app = typer.Typer(
@@ -78,9 +79,10 @@ def main(argv: list[str] | None = None) -> int:
             result = app(args=argv, prog_name="ganserve", standalone_mode=False)
     except typer.Exit as e:
         return e.exit_code
-    except (typer.Abort, KeyboardInterrupt):
-        typer.echo("interrupted", err=True)
-        return 130
+    except (typer.Abort, KeyboardInterrupt) as e:
+        what, code = stopped_by(e if isinstance(e, KeyboardInterrupt) else e.__cause__)
+        typer.echo(what, err=True)
+        return code
     except USER_ERRORS as e:
         typer.echo(f"error: {_one_line(e)}", err=True)
         return 1
@@ -92,15 +94,27 @@ def main(argv: list[str] | None = None) -> int:
     return result if isinstance(result, int) else 0
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived while a command ran: it stops the command as Ctrl-C does."""
+
+
+def stopped_by(error: BaseException | None) -> tuple[str, int]:
+    """What a command stopped by a signal says, and its exit status."""
+    if isinstance(error, Terminated):
+        return "interrupted by SIGTERM", 128 + signal.SIGTERM
+    return "interrupted", 130
+
+
 def _terminated(signum, frame) -> None:
-    raise SystemExit(128 + signum)
+    raise Terminated()
 
 
 @contextlib.contextmanager
 def _exit_on_sigterm() -> Iterator[None]:
-    """Turn SIGTERM into SystemExit(143) while a command runs, so that its `finally` blocks remove the
-    temporary files it was writing (Python's default for SIGTERM is to die on the spot). Left alone
-    where SIGTERM is not at its default (ignored by a parent, or handled by the program calling main)."""
+    """Raise `Terminated` on SIGTERM while a command runs, so that its `finally` blocks remove the
+    temporary files it was writing (Python's default for SIGTERM is to die on the spot; and the
+    kernel ignores it in a container's PID 1). Left alone where SIGTERM is not at its default
+    (ignored by a parent, or handled by the program calling main)."""
     in_main_thread = threading.current_thread() is threading.main_thread()
     if not in_main_thread or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         yield

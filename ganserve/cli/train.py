@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from ..latents import check_index
-from . import app
+from . import app, stopped_by
 from .options import BACKEND_OPT, MODEL_ARG, TRUNCATION_OPT
 
 
@@ -72,9 +72,10 @@ def train(
         run_training(opts, resume=resume, log=typer.echo, explicit=explicit)  # says where the model went
     except TrainingDiverged as e:
         raise ValueError(str(e)) from None
-    except KeyboardInterrupt:
-        typer.echo(f"interrupted: {_how_to_go_on(out, resume)}", err=True)
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as e:
+        what, code = stopped_by(e)
+        typer.echo(f"{what}: {_how_to_go_on(out, resume)}", err=True)
+        raise typer.Exit(code) from None
 
 
 def _how_to_go_on(run: Path, resume: bool) -> str:

@@ -104,7 +104,7 @@ def test_sigterm_during_sample_leaves_no_temporary_file(tmp_path, tiny_model_dir
     out = tmp_path / "png"
     done = subprocess.run([sys.executable, "-c", _TERMINATE_DURING_THIRD_SAVE, "sample", str(tiny_model_dir),
                            "--n", "6", "--out", str(out), "--backend", "numpy"], capture_output=True, text=True)
-    assert done.returncode == 128 + signal.SIGTERM, done.stderr
+    assert (done.returncode, done.stderr) == (128 + signal.SIGTERM, "interrupted by SIGTERM\n")
     assert sorted(p.name for p in out.iterdir()) == ["00000000.png", "00000001.png"]
 
 

@@ -1,8 +1,12 @@
-"""`ganserve eval` (the training commands' own tests are in tests/training)."""
+"""`ganserve eval`, and how `ganserve train` stops (the training commands' own tests are in tests/training)."""
 
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -78,6 +82,30 @@ def test_ctrl_c_in_train_before_any_checkpoint_says_to_start_over(capsys, monkey
     code, _, err = run(capsys, "train", "--data", "digits", "--out", str(tmp_path / "run"))
     assert (code, err) == (130, f"interrupted: no checkpoint was written yet ({tmp_path / 'run' / 'last.pt'}); "
                                 f"run the same command again to start over\n")
+
+
+def test_sigterm_stops_train_as_ctrl_c_does(tmp_path):
+    """A real `ganserve train` process gets SIGTERM (a scheduler's preemption) once it has written a
+    checkpoint: it says how to resume, exits with 143, and leaves no temporary file behind."""
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ganserve", "train", "--preset", "dcgan28", "--width", "8", "--data", "digits",
+         "--data-limit", "256", "--out", str(run_dir), "--steps", "100000", "--batch-size", "16",
+         "--checkpoint-every", "2", "--eval-every", "100000", "--device", "cpu"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run_dir / "last.pt").exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert (run_dir / "last.pt").exists(), "no checkpoint written within 120 s"
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signal.SIGTERM, err
+    assert err.strip().splitlines()[-1] == (f"interrupted by SIGTERM: checkpoints already written are kept; add "
+                                            f"--resume to the same command to continue from {run_dir / 'last.pt'}")
+    assert not [p for p in run_dir.rglob("*") if p.name.endswith(".tmp")]
 
 
 def test_ctrl_c_in_eval_says_interrupted(capsys, monkeypatch, tiny_model_dir):
