@@ -16,6 +16,7 @@ check has passed, so a failed export leaves nothing half-written):
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -260,9 +261,7 @@ def _move_into(staging: Path, out: Path, log: Callable[[str], None], same_model:
     out.mkdir(parents=True, exist_ok=True)
     order = [WEIGHTS_NAME, CONFIG_NAME, ONNX_NAME, ONNX_FP16_NAME, ENGINE_NAME]
     staged = sorted((p.name for p in staging.iterdir()), key=lambda n: (order.index(n) if n in order else 9, n))
-    # An engine is built from the FP16 graph and checked against it: a new graph (another --opset, or
-    # another ganserve version) of the same weights makes the engine stale too.
-    graph_changed = ONNX_FP16_NAME in staged and not _same_bytes(staging / ONNX_FP16_NAME, out / ONNX_FP16_NAME)
+    graph_changed = _engine_is_stale(out / ENGINE_NAME, staging / ONNX_FP16_NAME)
     for name in staged:
         os.replace(staging / name, out / name)
     log(f"wrote {', '.join(sorted(staged))} to {out}")
@@ -274,8 +273,15 @@ def _move_into(staging: Path, out: Path, log: Callable[[str], None], same_model:
             log(f"removed {out / stale}: {why}")
 
 
-def _same_bytes(a: Path, b: Path) -> bool:
-    try:
-        return a.read_bytes() == b.read_bytes()
-    except OSError:
+def _engine_is_stale(engine: Path, graph: Path) -> bool:
+    """Whether `engine` was built from another FP16 graph than `graph` (another --opset, another
+    ganserve version): the engine is checked against the graph it records, so it would be refused."""
+    if not engine.is_file() or not graph.is_file():
         return False
+    from .tensorrt_engine import read_engine_header
+
+    try:
+        recorded = read_engine_header(engine)["onnx_sha256"]
+    except (ModelFormatError, OSError):  # unreadable: left for the backend to refuse, with its reason
+        return False
+    return recorded != hashlib.sha256(graph.read_bytes()).hexdigest()

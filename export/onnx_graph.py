@@ -66,6 +66,8 @@ def build_onnx(config: GeneratorConfig, weights: dict[str, np.ndarray], *, fp16:
         x = builder.node("Cast", [x], to=TensorProto.FLOAT16)
     for i, spec in enumerate(folded.layers):
         params = {name: folded_weights[f"layers.{i}.{name}"] for name in param_shapes(spec)}
+        if fp16:
+            _check_fp16_range(params, spec, i, len(folded.layers))
         x = _NODES[spec["type"]](builder, x, spec, params)
     lo, hi = config.value_range  # ONNX Runtime's Tanh can round a hair past -1 (e.g. -1.0000002)
     x = builder.node("Clip", [x, builder.const("low", lo), builder.const("high", hi)])
@@ -141,19 +143,23 @@ class _Builder:
 
     def const(self, stem: str, value: np.ndarray, dtype: Any = None) -> str:
         name = self.name(stem)
-        with np.errstate(over="ignore"):  # an overflow is reported below, with the tensor's name
-            array = np.asarray(value, dtype or self.dtype)
-        if array.dtype == np.float16 and not np.isfinite(array).all() and np.isfinite(value).all():
-            largest = float(np.abs(np.asarray(value, np.float64)).max())
-            raise ValueError(f"{name}: a weight of magnitude {largest:.3g} (batch norm folded in) overflows float16 "
-                             f"(largest {float(np.finfo(np.float16).max):g}); export without --fp16")
-        self.initializers.append(numpy_helper.from_array(array, name))
+        self.initializers.append(numpy_helper.from_array(np.asarray(value, dtype or self.dtype), name))
         return name
 
     def node(self, op: str, inputs: list[str], **attrs: Any) -> str:
         out = self.name(op.lower())
         self.nodes.append(helper.make_node(op, inputs, [out], name=out + "_node", **attrs))
         return out
+
+
+def _check_fp16_range(params: dict[str, np.ndarray], spec: dict, index: int, count: int) -> None:
+    largest = float(np.finfo(np.float16).max)
+    for name, value in params.items():
+        peak = float(np.abs(value).max(initial=0.0))
+        if not peak <= largest:
+            raise ValueError(f"the {name} of the exported graph's layer {index} of {count} ({spec['type']}, batch "
+                             f"norms folded into their neighbours) reaches magnitude {peak:.3g}, beyond float16's "
+                             f"largest {largest:g}; export without --fp16")
 
 
 def _gemm(b: _Builder, x: str, spec: dict, p: dict) -> str:

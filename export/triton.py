@@ -49,6 +49,10 @@ def write_triton_repository(repo: str | os.PathLike, name: str, model_dir: str |
         version: the version folder to write.
         overwrite: replace an existing version folder's model instead of refusing.
 
+    The model's config.pbtxt is written when there is none or it describes other model files
+    (platform, batch limit, inputs, outputs); otherwise it is kept as it is, with whatever serving
+    settings (instance group, dynamic batching) a deployment gave it.
+
     Returns:
         The model's folder, ``repo/name``.
 
@@ -93,29 +97,40 @@ def write_triton_repository(repo: str | os.PathLike, name: str, model_dir: str |
         "instance_group": [{"count": instance_count, "kind": _Enum("KIND_GPU")}],
     }
     folder = version_dir.parent
-    pbtxt = format_pbtxt(document).encode()
-    _check_shared_config(folder / "config.pbtxt", pbtxt, version)
     files = {version_dir / other: None for _, _, other in KINDS.values()}  # a model of the other kind is stale
-    files.update({version_dir / target_name: data, folder / "config.pbtxt": pbtxt})
+    files[version_dir / target_name] = data
+    if _config_differs(folder / "config.pbtxt", document, version):
+        files[folder / "config.pbtxt"] = format_pbtxt(document).encode()
     _replace_files(version_dir, files)
     return folder
 
 
-def _check_shared_config(path: Path, pbtxt: bytes, version: int) -> None:
-    """A Triton model's versions share one config.pbtxt: refuse to rewrite it for this version while
-    other versions, made for the config there, would be served with the new one."""
+# The fields of config.pbtxt that describe the model files; the others (instances, batching) are
+# serving settings a deployment may have edited, and a new version keeps them.
+MODEL_FIELDS = ("platform", "max_batch_size", "input", "output")
+
+
+def _config_differs(path: Path, document: dict[str, Any], version: int) -> bool:
+    """Whether config.pbtxt at `path` must be (re)written for `document`: it is missing or describes
+    other model files. A Triton model's versions share it, so that is refused while other versions,
+    made for the config there, would be served with the new one."""
+    if not path.exists():
+        return True
     try:
-        if path.read_bytes() == pbtxt:
-            return
-    except FileNotFoundError:
-        return
+        existing = read_config_pbtxt(path)
+    except (ValueError, UnicodeDecodeError):
+        existing = {}
+    wanted = _parse_pbtxt(format_pbtxt(document), "config")
+    changed = [k for k in MODEL_FIELDS if existing.get(k) != wanted[k]]
+    if not changed:
+        return False
     others = sorted(int(p.name) for p in path.parent.iterdir()
                     if p.is_dir() and p.name.isdigit() and int(p.name) != version)
     if others:
-        listed = ", ".join(map(str, others))
-        raise ValueError(f"{path} describes another model (its inputs, outputs, kind or batch limit differ), and "
-                         f"versions {listed} of {path.parent} were written for it: Triton serves every version "
-                         f"with one config.pbtxt; use another --triton-name")
+        raise ValueError(f"{path} describes other model files ({', '.join(changed)} differ), and versions "
+                         f"{', '.join(map(str, others))} of {path.parent} were written for it: Triton serves "
+                         f"every version with one config.pbtxt; use another --triton-name")
+    return True
 
 
 def _replace_files(folder: Path, files: dict[Path, bytes | None]) -> None:
@@ -226,10 +241,14 @@ _TOKEN = re.compile(r'\s+|#[^\n]*|(?P<string>"(?:[^"\\]|\\.)*")|(?P<punct>[{}\[\
 def read_config_pbtxt(path: str | os.PathLike) -> dict[str, Any]:
     """Parse the protobuf text format subset written here (messages, lists, repeated fields, quoted
     strings, numbers, enums) into a dict. A field given more than once, or as ``[...]``, is a list."""
-    tokens = _tokenize(Path(path).read_text(encoding="utf-8"), path)
-    message, end = _parse_message(tokens, 0, path)
+    return _parse_pbtxt(Path(path).read_text(encoding="utf-8"), path)
+
+
+def _parse_pbtxt(text: str, where: Any) -> dict[str, Any]:
+    tokens = _tokenize(text, where)
+    message, end = _parse_message(tokens, 0, where)
     if end != len(tokens):
-        raise ValueError(f"{path}: unexpected {tokens[end]!r}")
+        raise ValueError(f"{where}: unexpected {tokens[end]!r}")
     return message
 
 

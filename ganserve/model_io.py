@@ -100,7 +100,8 @@ def load_model(path_or_name: str | os.PathLike | None = None) -> Model:
         what = f"records {recorded[:12]}..." if isinstance(recorded, str) else f"has {recorded!r}"
         raise ModelFormatError(f"{path}: {WEIGHTS_NAME} is not the file {CONFIG_NAME} was written with (its sha256 "
                                f"is {sha[:12]}..., metadata.{WEIGHTS_SHA_KEY} {what}): the two come from "
-                               f"different saves; export the model again")
+                               f"different saves; export it again from its checkpoint (ganserve export --ckpt), or "
+                               f"put back the {CONFIG_NAME} saved with these weights")
     return Model(config, weights, metadata, path, sha)
 
 

@@ -54,7 +54,7 @@ def test_a_save_stopped_between_its_two_files_is_refused(model_copy, monkeypatch
     with pytest.raises(KeyboardInterrupt):
         save_model(model_copy, old.config, weights, {"purpose": "new"})
     with pytest.raises(ModelFormatError, match=r"generator.safetensors is not the file config.json was written "
-                                               r"with .*different saves; export the model again"):
+                                               r"with .*different saves; export it again from its checkpoint"):
         load_model(model_copy)
 
 

@@ -71,9 +71,21 @@ def fail(message: str, code: int = 1) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `ganserve` console script."""
+    """Entry point of the `ganserve` console script: runs one command and returns its exit status.
+
+    A command stopped by SIGTERM raises SystemExit(143) instead of returning, when SIGTERM was at its
+    default on entry: a program calling main() then stops too, as the signal would have stopped it.
+    """
     from . import commands  # noqa: F401  (registers the commands on `app`)
 
+    sigterm_default = signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    code = _run(argv)
+    if code == 128 + signal.SIGTERM and sigterm_default:
+        raise SystemExit(code)
+    return code
+
+
+def _run(argv: list[str] | None) -> int:
     try:
         with _exit_on_sigterm():
             result = app(args=argv, prog_name="ganserve", standalone_mode=False)

@@ -109,12 +109,28 @@ def test_versions_share_one_config(tmp_path, onnx_model):
     _engine(onnx_model, max_batch=1024)
     before = _tree(tmp_path)
     for kwargs in ({"kind": "tensorrt"}, {"max_batch_size": 32}):
-        with pytest.raises(ValueError, match=r"config.pbtxt describes another model .* versions 2 of .*"
-                                             r"use another --triton-name"):
+        with pytest.raises(ValueError, match=r"config.pbtxt describes other model files \((platform|max_batch_size)"
+                                             r"[a-z_, ]* differ\), and versions 2 of .*use another --triton-name"):
             write_triton_repository(tmp_path, "gen", onnx_model, version=1, **kwargs)
         assert _tree(tmp_path) == before
     write_triton_repository(tmp_path, "gen", onnx_model, version=3)  # the same config: another version is fine
     assert _tree(tmp_path)["gen/3/model.onnx"] == _tree(tmp_path)["gen/2/model.onnx"]
+
+
+def test_serving_settings_edited_by_hand_are_kept(tmp_path, onnx_model):
+    """A deployment's edits to config.pbtxt (here GPU instances to CPU ones) survive a new version and
+    the overwrite of a version; only a change of the model files' description rewrites it."""
+    config = tmp_path / "gen" / "config.pbtxt"
+    write_triton_repository(tmp_path, "gen", onnx_model)
+    edited = config.read_text().replace("KIND_GPU", "KIND_CPU")
+    config.write_text(edited)
+    write_triton_repository(tmp_path, "gen", onnx_model, version=2)
+    write_triton_repository(tmp_path, "gen", onnx_model, version=1, overwrite=True)
+    assert config.read_text() == edited
+    write_triton_repository(tmp_path / "r2", "gen", onnx_model)
+    (tmp_path / "r2" / "gen" / "config.pbtxt").write_text(edited)
+    write_triton_repository(tmp_path / "r2", "gen", onnx_model, max_batch_size=32, overwrite=True)  # the only one
+    assert read_config_pbtxt(tmp_path / "r2" / "gen" / "config.pbtxt")["max_batch_size"] == 32
 
 
 def _tree(folder):
