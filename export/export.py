@@ -269,7 +269,7 @@ def _move_into(staging: Path, out: Path, log: Callable[[str], None], same_model:
     for stale in stale_names:
         if stale not in staged and (out / stale).exists():
             (out / stale).unlink()
-            why = "it was exported from other weights" if not same_model else f"it was built from another {ONNX_FP16_NAME}"
+            why = f"it was built from another {ONNX_FP16_NAME}" if same_model else "it was exported from other weights"
             log(f"removed {out / stale}: {why}")
 
 

@@ -134,8 +134,8 @@ def test_weights_that_overflow_fp16_are_refused(tmp_path):
     name = next(k for k in weights if k.endswith("weight") and weights[k].ndim > 1)
     weights[name] = weights[name] * 1e6
     big = save_model(tmp_path / "big", model.config, weights)
-    with pytest.raises(ValueError, match=r"the weight of the exported graph's layer \d+ of \d+ \(\w+, .*\) reaches magnitude "
-                                         r"[0-9.e+]+, beyond float16's largest 65504; export without --fp16"):
+    with pytest.raises(ValueError, match=r"the weight of the exported graph's layer \d+ of \d+ \(\w+, .*\) reaches "
+                                         r"magnitude [0-9.e+]+, beyond float16's largest 65504; export without --fp16"):
         export(big, tmp_path / "o", ExportOptions(fp16=True, verify=False), log=lambda _: None)
     assert not (tmp_path / "o").exists()
     export(big, tmp_path / "o", ExportOptions(verify=False), log=lambda _: None)  # FP32 holds them
