@@ -46,6 +46,7 @@ from ganserve.model_io import (
 FP32_TOLERANCE = 1e-4
 FP16_TOLERANCE = 3e-2
 VERIFY_BATCHES = (1, 7)
+ENGINE_UINT8_OUTPUT = True  # engines also output uint8 images (HWC), 4x fewer bytes to copy back
 
 
 class VerificationError(ValueError):
@@ -76,6 +77,13 @@ def export(source: str | os.PathLike, out: str | os.PathLike, opts: ExportOption
     opts = opts or ExportOptions()
     _check_options(opts)
     model = read_source(Path(source), opts.weights)
+    if opts.triton:  # a config.pbtxt other versions share, refused now rather than after a long engine build
+        from .triton import check_shared_config
+
+        kind = "tensorrt" if opts.tensorrt else "onnx"
+        outputs = ["images"] + (["images_uint8"] if opts.tensorrt and ENGINE_UINT8_OUTPUT else [])
+        check_shared_config(opts.triton, opts.triton_name, opts.triton_version, model.config, kind, opts.max_batch,
+                            outputs)
     out = Path(out)
     created = next((p for p in [*reversed(out.parents), out] if not p.exists()), None)  # the first folder made here
     out.mkdir(parents=True, exist_ok=True)
@@ -96,7 +104,8 @@ def export(source: str | os.PathLike, out: str | os.PathLike, opts: ExportOption
             from .tensorrt_engine import build_engine
 
             build_engine(staging / ONNX_FP16_NAME, staging / ENGINE_NAME, min_batch=opts.min_batch,
-                         opt_batch=opts.opt_batch, max_batch=opts.max_batch, timing_cache=opts.timing_cache)
+                         opt_batch=opts.opt_batch, max_batch=opts.max_batch, timing_cache=opts.timing_cache,
+                         uint8_output=ENGINE_UINT8_OUTPUT)
             if opts.verify:
                 verify(load_model(staging), "tensorrt", {}, log, fp16=True)
         if opts.triton:  # before the move, so that a failure here leaves `out` as it was

@@ -75,7 +75,7 @@ def write_triton_repository(repo: str | os.PathLike, name: str, model_dir: str |
 
     model_dir = Path(model_dir)
     config, _ = read_config(model_dir / CONFIG_NAME)
-    platform, source_name, target_name = KINDS[kind]
+    _, source_name, target_name = KINDS[kind]
     source = model_dir / source_name
     if not source.is_file():
         how = "`ganserve export`" if kind == "onnx" else "`ganserve export --tensorrt` on the serving GPU"
@@ -85,14 +85,9 @@ def write_triton_repository(repo: str | os.PathLike, name: str, model_dir: str |
     else:
         data, outputs = _plan(source, max_batch_size)
 
-    c, h, w = config.output_shape
-    tensors = {"images": (_Enum("TYPE_FP32"), [c, h, w]), "images_uint8": (_Enum("TYPE_UINT8"), [h, w, c])}
     document = {
         "name": name,
-        "platform": platform,
-        "max_batch_size": max_batch_size,
-        "input": [{"name": "z", "data_type": _Enum("TYPE_FP32"), "dims": [config.latent_dim]}],
-        "output": [{"name": out, "data_type": tensors[out][0], "dims": tensors[out][1]} for out in outputs],
+        **_model_fields(config, kind, max_batch_size, outputs),
         "dynamic_batching": {"preferred_batch_size": preferred, "max_queue_delay_microseconds": max_queue_delay_us},
         "instance_group": [{"count": instance_count, "kind": _Enum("KIND_GPU")}],
     }
@@ -103,6 +98,26 @@ def write_triton_repository(repo: str | os.PathLike, name: str, model_dir: str |
         files[folder / "config.pbtxt"] = format_pbtxt(document).encode()
     _replace_files(version_dir, files)
     return folder
+
+
+def _model_fields(config, kind: str, max_batch_size: int, outputs: list[str]) -> dict[str, Any]:
+    """The fields of config.pbtxt that describe the model files (MODEL_FIELDS)."""
+    c, h, w = config.output_shape
+    tensors = {"images": (_Enum("TYPE_FP32"), [c, h, w]), "images_uint8": (_Enum("TYPE_UINT8"), [h, w, c])}
+    return {
+        "platform": KINDS[kind][0],
+        "max_batch_size": max_batch_size,
+        "input": [{"name": "z", "data_type": _Enum("TYPE_FP32"), "dims": [config.latent_dim]}],
+        "output": [{"name": out, "data_type": tensors[out][0], "dims": tensors[out][1]} for out in outputs],
+    }
+
+
+def check_shared_config(repo: str | os.PathLike, name: str, version: int, config, kind: str, max_batch_size: int,
+                        outputs: list[str]) -> None:
+    """Refuse, before any export work, a version whose config.pbtxt would differ from the one other
+    versions of the model share (see `write_triton_repository`, which checks again on the files)."""
+    path = Path(repo) / name / "config.pbtxt"
+    _config_differs(path, _model_fields(config, kind, max_batch_size, outputs), version)
 
 
 # The fields of config.pbtxt that describe the model files; the others (instances, batching) are

@@ -199,7 +199,11 @@ def test_cli_tensorrt_without_tensorrt(tmp_path, capsys, tiny_model_dir):
     assert code == 1 and "--tensorrt" in err and "tensorrt" in err and not (tmp_path / "o").exists()
 
 
-def test_cli_triton_versions(tmp_path, capsys, tiny_model_dir):
+def _no_work(*args, **kwargs):
+    raise AssertionError("the export went on to write a graph")
+
+
+def test_cli_triton_versions(tmp_path, capsys, monkeypatch, tiny_model_dir):
     repo = tmp_path / "repo"
     args = ["export", "--ckpt", str(tiny_model_dir), "--triton", str(repo), "--no-verify"]
     assert main(args + ["--out", str(tmp_path / "a")]) == 0
@@ -208,6 +212,11 @@ def test_cli_triton_versions(tmp_path, capsys, tiny_model_dir):
     assert main(args + ["--out", str(tmp_path / "b"), "--triton-version", "2"]) == 0
     assert main(args + ["--out", str(tmp_path / "c"), "--triton-overwrite"]) == 0
     assert sorted(p.name for p in (repo / "ganserve_generator").iterdir()) == ["1", "2", "config.pbtxt"]
+    # a version whose config.pbtxt would differ from the one 1 and 2 share: refused before any work
+    monkeypatch.setattr(export_module, "write_onnx", _no_work)
+    assert main(args + ["--out", str(tmp_path / "d"), "--triton-version", "3", "--max-batch", "32"]) == 1
+    err = capsys.readouterr().err
+    assert "(max_batch_size differ), and versions 1, 2 of" in err and not (tmp_path / "d").exists()
 
 
 def test_a_failed_triton_write_leaves_nothing(tmp_path, capsys, tiny_model_dir):
