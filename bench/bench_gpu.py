@@ -2,8 +2,9 @@
 
     python bench/bench_gpu.py --preset dcgan64 --batches 1,64,1024 --json gpu.json
 
-For each backend usable here (torch eager/compiled, FP32/FP16; onnxruntime CUDA FP32/FP16 with
-onnxruntime-gpu; tensorrt with TensorRT) and batch size it reports
+For each backend usable here (torch FP32, FP16 and FP16 compiled, channels-last as on CUDA by
+default; onnxruntime CUDA FP32/FP16 with onnxruntime-gpu; tensorrt with TensorRT) and batch size it
+reports
 - end to end: latents on the host -> uint8 (n, H, W, C) images on the host (`Backend.run_uint8`);
 - on device: latents already on the GPU, output left there (the forward pass alone);
 and the fraction of the GPU's dense FP16 tensor-core peak that the on-device rate reaches, from the

@@ -5,15 +5,17 @@ from __future__ import annotations
 import os
 
 
-def usable_cpus() -> int:
+def usable_cpus(cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
     """CPUs this process may run on: its affinity mask (what a container's cpuset allows), and no
-    more than a cgroup CPU quota where one is set (a Kubernetes CPU limit)."""
+    more than a cgroup CPU quota where one is set (a Kubernetes CPU limit; `cpu_max` is cgroup v2's
+    file of it, "QUOTA PERIOD" or "max PERIOD")."""
     try:
         count = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         count = os.cpu_count() or 1
     try:
-        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()  # cgroup v2
+        with open(cpu_max) as f:
+            quota, period = f.read().split()
         if quota != "max":
             count = min(count, max(1, int(quota) // int(period)))
     except (OSError, ValueError):

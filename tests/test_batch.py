@@ -29,7 +29,7 @@ def gen(tiny_model_dir):
 
 
 def tree(folder: Path) -> dict[str, bytes]:
-    """Every file under `folder` (relative name -> bytes), manifests' volatile parts excluded."""
+    """Every file under `folder` (relative name -> bytes), manifests included."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
@@ -379,6 +379,41 @@ def test_cli_errors_are_one_line(tmp_path, capsys, tiny_model_dir):
         code = main(["generate", str(tiny_model_dir), "--n", "10", "--out", str(tmp_path / "o"), *args])
         err = capsys.readouterr().err
         assert code == 1 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_cli_takes_its_shard_from_the_environment(tmp_path, capsys, monkeypatch, tiny_model_dir):
+    """GANSERVE_SHARD_INDEX / GANSERVE_NUM_SHARDS (what a Kubernetes Indexed Job sets) split a run as
+    --shard-index / --num-shards do."""
+    from ganserve.cli import main
+
+    args = ["generate", str(tiny_model_dir), "--n", "13", "--shard-size", "3", "--backend", "numpy", "--workers", "0"]
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    monkeypatch.setenv("GANSERVE_NUM_SHARDS", "2")
+    for index, shards in (("1", ["shard-000001", "shard-000003"]), ("0", None)):
+        monkeypatch.setenv("GANSERVE_SHARD_INDEX", index)
+        assert main([*args, "--out", str(tmp_path / "env")]) == 0, capsys.readouterr().err
+        if shards:
+            assert sorted(p.name for p in (tmp_path / "env").glob("shard-*")) == shards
+    assert tree(tmp_path / "env") == tree(tmp_path / "one")
+    monkeypatch.setenv("GANSERVE_SHARD_INDEX", "2")
+    assert main([*args, "--out", str(tmp_path / "bad")]) == 1
+    assert "--shard-index must be in" in capsys.readouterr().err
+
+
+def test_png_compression_changes_the_files_not_the_pixels(tmp_path):
+    gen = Generator.load(backend="numpy")  # the shipped model: images with some structure to compress
+    for level in (0, 9):
+        generate(gen, tmp_path / str(level), n=6, shard_size=6, seed=1, compress_level=level, workers=0,
+                 log=lambda _: None)
+    stored, packed = (sorted((tmp_path / str(level)).glob("shard-*/*.png")) for level in (0, 9))
+    assert len(stored) == len(packed) == 6
+    for a, b in zip(stored, packed):
+        np.testing.assert_array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
+    assert all(f.stat().st_size > 28 * 29 for f in stored)  # level 0 stores the rows (and a filter byte each)
+    assert sum(f.stat().st_size for f in stored) > 1.5 * sum(f.stat().st_size for f in packed)
+    with pytest.raises(ValueError, match=r"--png-compression must be in \[0, 9\], got 10"):
+        generate(gen, tmp_path / "bad", n=1, compress_level=10, log=lambda _: None)
+    assert not (tmp_path / "bad").exists()
 
 
 def test_cli_refuses_an_empty_out(tmp_path, capsys, monkeypatch, tiny_model_dir):

@@ -42,8 +42,21 @@ def test_slerp_keeps_norm_and_hits_both_ends_exactly(pair):
 def test_slerp_leaves_the_straight_line(pair):
     a, b = pair
     mid_s, mid_l = slerp(a, b, 0.5), lerp(a, b, 0.5)
-    assert np.linalg.norm(mid_l) < 0.9 * np.linalg.norm(a)  # lerp cuts through the sphere
+    assert np.linalg.norm(mid_l) < 0.9 * np.linalg.norm(a)  # lerp cuts through the sphere, slerp stays on it
+    np.testing.assert_allclose(np.linalg.norm(mid_s), np.linalg.norm(a), rtol=1e-5)
     np.testing.assert_allclose(mid_s / np.linalg.norm(mid_s), mid_l / np.linalg.norm(mid_l), rtol=1e-4, atol=1e-6)
+
+
+def test_slerp_moves_at_a_constant_angle(pair):
+    """The point at t lies at t times the angle between a and b, from a (a normalised lerp does not)."""
+    a, b = pair
+
+    def angle(u, v):
+        return np.arccos(np.clip(u @ v / (np.linalg.norm(u) * np.linalg.norm(v)), -1, 1))
+
+    omega = angle(a, b)
+    for t in (0.1, 0.25, 0.75):
+        np.testing.assert_allclose(angle(a, slerp(a, b, t)), t * omega, rtol=1e-4)
 
 
 def test_lerp_ends_and_midpoint(pair):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import platform
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -17,9 +19,30 @@ def test_keep_freed_memory_takes_effect_on_glibc_only():
     assert keep_freed_memory() is glibc
 
 
-def test_machine_facts():
-    assert usable_cpus() >= 1
-    assert total_memory() is None or total_memory() > 2**20
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity on this system")
+def test_usable_cpus_follows_the_affinity_mask():
+    """In a fresh process pinned to one CPU (as a container's cpuset pins it)."""
+    code = ("import os; from ganserve._system import usable_cpus; "
+            "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); print(usable_cpus())")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "1\n"
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="no CPU affinity on this system")
+@pytest.mark.parametrize("cpu_max, limit", [("max 100000", None), ("150000 100000", 1), ("50000 100000", 1),
+                                            ("100000000 100000", None), ("garbage", None)])
+def test_usable_cpus_keeps_within_a_cgroup_quota(tmp_path, cpu_max, limit):
+    """cgroup v2's cpu.max: a quota of 1.5 or 0.5 CPUs gives one worker; "max", a quota above the
+    CPUs, or a file that does not parse leave the affinity mask's count."""
+    (tmp_path / "cpu.max").write_text(cpu_max + "\n")
+    mask = len(os.sched_getaffinity(0))
+    assert usable_cpus(str(tmp_path / "cpu.max")) == (mask if limit is None else min(mask, limit))
+    assert usable_cpus(str(tmp_path / "absent")) == mask
+
+
+@pytest.mark.skipif(not Path("/proc/meminfo").exists(), reason="no /proc/meminfo")
+def test_total_memory_is_the_systems():
+    mem_total_kib = int(Path("/proc/meminfo").read_text().split("MemTotal:")[1].split()[0])
+    assert total_memory() == mem_total_kib * 1024
 
 
 MALLOC_PROBE = """

@@ -76,7 +76,8 @@ def evaluate_model(model: str | Path | None, data: str = "fashion-mnist", sample
     gen = Generator.load(model, backend=backend)
     real = reference_images(data, gen.config.output_shape)
     scores = Evaluator(real).score(gen.sample(samples, seed=seed, truncation=truncation))
-    return {**scores, "samples": samples, "reference": f"{len(real)} images of {data}", "backend": gen.backend}
+    return {**scores, "samples": samples, "seed": seed, "truncation": truncation,
+            "reference": f"{len(real)} images of {data}", "backend": gen.backend}
 
 
 CALIBRATION_DATA = ("fashion-mnist", "fashion-mnist-train")  # the sets with a test split to calibrate on

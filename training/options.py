@@ -26,7 +26,7 @@ class TrainOptions:
     lr_d_at: tuple[tuple[int, float], ...] = ()
     beta1: float = 0.5
     beta2: float = 0.999
-    ema_decay: float = 0.999  # 0 disables the EMA generator
+    ema_decay: float = 0.999  # at step k: min(ema_decay, (1 + k) / (10 + k)); 0 disables the EMA generator
     label_smoothing: float = 0.0  # one-sided: real targets are 1 - label_smoothing
     channels: int | None = None  # default: the data's (1 for gray, 3 for RGB)
     latent_dim: int | None = None  # default: the preset's

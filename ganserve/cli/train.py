@@ -43,7 +43,9 @@ def train(
     lr_d_at: Optional[List[str]] = typer.Option(
         None, "--lr-d-at", help="STEP:LR: from STEP steps on, D's learning rate is LR (repeatable; e.g. 56000:5e-5)."),
     beta1: Optional[float] = typer.Option(None, "--beta1", help="Adam's beta1, both nets (default 0.5)."),
-    ema_decay: Optional[float] = typer.Option(None, "--ema-decay", help="Default 0.999; 0 disables the EMA generator."),
+    ema_decay: Optional[float] = typer.Option(
+        None, "--ema-decay", help="Default 0.999; at step k the EMA uses min(decay, (1 + k) / (10 + k)), so the first "
+                                  "steps' weights fade fast. 0 disables the EMA generator."),
     label_smoothing: Optional[float] = typer.Option(None, "--label-smoothing", help="One-sided, e.g. 0.1."),
     channels: Optional[int] = typer.Option(None, "--channels", help="1 or 3 (default: the data's)."),
     latent_dim: Optional[int] = typer.Option(None, "--latent-dim", help="Latent size (default: the preset's)."),
@@ -133,7 +135,8 @@ def eval_(
     info = classifier_info()
     typer.echo(f"classifier: test accuracy {info.get('test_accuracy', float('nan')):.4f}; "
                f"FD lower is better, CS higher is better")
-    typer.echo(f"{samples} samples of seed {seed} ({result['model']['backend']} backend) against "
+    psi = f", truncation psi {truncation:g}" if truncation is not None else ""
+    typer.echo(f"{samples} samples of seed {seed}{psi} ({result['model']['backend']} backend) against "
                f"{result['model']['reference']}")
     for name, row in result.items():
         extra = f"  Inception FID {row['inception_fid']:.2f}" if "inception_fid" in row else ""

@@ -51,6 +51,19 @@ def test_cpu_backends_match_numpy(name, options, preset):
     _compare(backend, model)
 
 
+@pytest.mark.parametrize("name,options", CPU, ids=["torch-cpu", "onnxruntime-cpu", "onnxruntime-cpu-iobinding"])
+def test_cpu_backends_match_numpy_on_a_sigmoid_output(name, options):
+    """Output range (0, 1): every backend's uint8 images map 0..1 onto 0..255 (not tanh's -1..1)."""
+    tanh = ganserve.create_config("dcgan28", width=8)
+    assert tanh.layers[-1]["type"] == "tanh"
+    config = ganserve.GeneratorConfig(tanh.latent_dim, tanh.output_shape, (*tanh.layers[:-1], {"type": "sigmoid"}),
+                                      value_range=(0.0, 1.0))
+    model = ganserve.model_io.Model(config, random_weights(config, seed=2), {})
+    _compare(_backend(name, options, model), model)
+    images = create_backend("numpy", model).run_uint8(ganserve.latents.make_latents(37, config.latent_dim, seed=5))
+    assert images.min() < 64 and images.max() > 192  # the whole range is used, not its upper half
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("name,options", GPU, ids=["torch-cuda", "torch-cuda-compiled", "onnxruntime-cuda", "tensorrt"])
 def test_gpu_backends_match_numpy(name, options, tiny_model_dir):
@@ -70,10 +83,22 @@ def test_numpy_is_always_available():
     assert set(available_backends()) <= set(list_backends())
 
 
-def test_auto_reports_the_backend_in_use(tiny_model_dir):
-    gen = Generator.load(tiny_model_dir)
-    assert gen.backend in available_backends()
-    assert gen.backend == available_backends()[0] or gen.backend in ("numpy", "onnxruntime", "torch")
+def test_auto_takes_the_fastest_usable_backend(tiny_model_dir, monkeypatch):
+    from ganserve.backends import backend_class, unavailable_reason
+    from ganserve.errors import BackendUnavailableError
+
+    if any(unavailable_reason(name, "cuda") is None for name in ("tensorrt", "onnxruntime", "torch")):
+        pytest.skip("a GPU backend is usable here: auto would take it")
+    # On a CPU: ONNX Runtime where it is installed (it builds the graph when the model has no .onnx file)
+    cpu_first = "onnxruntime" if "onnxruntime" in available_backends() else "numpy"
+    assert Generator.load(tiny_model_dir).backend == cpu_first
+
+    def missing(cls, device="auto"):
+        raise BackendUnavailableError("onnxruntime is not installed (test)")
+
+    # without it, the NumPy reference comes before torch on a CPU
+    monkeypatch.setattr(backend_class("onnxruntime"), "check_available", classmethod(missing))
+    assert Generator.load(tiny_model_dir).backend == "numpy"
 
 
 def test_unknown_backend_lists_the_available_ones(tiny_model_dir):

@@ -46,6 +46,13 @@ def test_interpolate_png_strip(capsys, tmp_path, tiny_model_dir):
     assert code == 0
     with Image.open(out) as strip:
         assert strip.size == (5 * (28 + 2) + 2, 28 + 2 + 2)  # one row of 5 frames, padding 2
+        frames = [np.asarray(strip)[2:30, 2 + i * 30:30 + i * 30] for i in range(5)]
+    from ganserve import Generator
+
+    gen = Generator.load(tiny_model_dir, backend="numpy")
+    lerped = gen.interpolate((1, 0), (2, 0), 5, method="lerp")[..., 0]
+    np.testing.assert_array_equal(np.stack(frames), lerped)
+    assert not np.array_equal(lerped[2], gen.interpolate((1, 0), (2, 0), 5, method="slerp")[2, ..., 0])
 
 
 def test_interpolate_strip_shows_the_keyframes(capsys, tmp_path):
@@ -69,9 +76,25 @@ def test_arithmetic_grid(capsys, tmp_path, tiny_model_dir):
         # rows a, b, c (mean, then the images) and result + 8 neighbours: 4 rows of 9 columns
         assert grid.size == (9 * 30 + 2, 4 * 30 + 2)
     first = out.read_bytes()
+    from ganserve import Generator
+
+    terms = [(1, [(0, 3), (0, 7), (0, 12)]), (-1, [(0, 5), (0, 9)]), (1, [(0, 1), (0, 4)])]
+    found = Generator.load(tiny_model_dir, backend="numpy").arithmetic(terms, neighbors=8)[..., 0]
+    grid = np.asarray(Image.open(out))
+
+    def tile(row, col):
+        return grid[2 + row * 30:30 + row * 30, 2 + col * 30:30 + col * 30]
+
+    np.testing.assert_array_equal([tile(row, 0) for row in range(3)], found[:3])  # each term's mean
+    np.testing.assert_array_equal([tile(3, col) for col in range(9)], found[3:])  # the result, its neighbours
     assert run(capsys, "arithmetic", str(tiny_model_dir), "--backend", "numpy", "--a", "3,7,12", "--b", "5,9",
                "--c", "1,4", "--out", str(out))[0] == 0
     assert out.read_bytes() == first  # the jitter is seeded
+    assert run(capsys, "arithmetic", str(tiny_model_dir), "--backend", "numpy", "--a", "3,7,12", "--b", "5,9",
+               "--c", "1,4", "--jitter-seed", "1", "--out", str(out))[0] == 0
+    other = np.asarray(Image.open(out))
+    np.testing.assert_array_equal(other[:4 * 30 - 30 + 2], grid[:4 * 30 - 30 + 2])  # the terms' rows
+    assert not np.array_equal(other, grid)  # other neighbours
     code, stdout, _ = run(capsys, "arithmetic", str(tiny_model_dir), "--backend", "numpy", "--a", "3,7",
                           "--c", "1,4", "--neighbors", "1", "--out", str(out))
     assert code == 0 and "mean(a) + mean(c) and 1 neighbour (" in stdout  # each term named by its option

@@ -37,6 +37,12 @@ def test_sample_writes_pngs_and_a_grid(tmp_path, capsys, tiny_model_dir):
     grid = Image.open(tmp_path / "grid.png")
     assert grid.size == (3 * 30 + 2, 2 * 30 + 2)  # 3 per row, 2 px padding
     assert "wrote 6 images" in out
+    code, _, err = run(capsys, "sample", str(tiny_model_dir), "--n", "6", "--seed", "4", "--start", "10", "--nrow", "6",
+                       "--grid", str(tmp_path / "row.png"), "--backend", "numpy")
+    assert code == 0, err
+    row = np.asarray(Image.open(tmp_path / "row.png"))
+    assert row.shape == (30 + 2, 6 * 30 + 2)  # --nrow 6: one row
+    np.testing.assert_array_equal(row[2:30, 2 + 5 * 30:30 + 5 * 30], expected[5, ..., 0])
 
 
 def test_sample_defaults_to_the_shipped_model_and_samples_png(tmp_path, capsys, monkeypatch):

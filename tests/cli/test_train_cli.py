@@ -14,6 +14,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 from ganserve.cli import main  # noqa: E402
+from ganserve.training.data import FASHION_MNIST_DIR  # noqa: E402
 
 
 def run(capsys, *args):
@@ -43,6 +44,34 @@ def test_eval_scores_a_model_against_real_images(capsys, tiny_model_dir):
     assert code == 0, err
     assert "classifier: test accuracy 0.9177" in out and out.splitlines()[-1].startswith("model")
     assert "50 samples of seed 0 (numpy backend) against 1797 images of digits" in out
+
+
+def test_eval_with_truncation_scores_truncated_samples(capsys, tiny_model_dir):
+    args = ["eval", str(tiny_model_dir), "--data", "digits", "--samples", "200", "--backend", "numpy"]
+    code, out, err = run(capsys, *args, "--json")
+    assert code == 0, err
+    plain = json.loads(out)["model"]
+    code, out, err = run(capsys, *args, "--truncation", "0.5", "--json")
+    assert code == 0, err
+    truncated = json.loads(out)["model"]
+    assert (plain["truncation"], truncated["truncation"]) == (None, 0.5)
+    assert truncated["fd"] != plain["fd"] and truncated["cs"] != plain["cs"]
+    code, out, err = run(capsys, *args, "--truncation", "0.5")
+    assert code == 0 and "200 samples of seed 0, truncation psi 0.5 (numpy backend)" in out
+
+
+@pytest.mark.skipif(not (FASHION_MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file(),
+                    reason="needs Debian's dataset-fashion-mnist")
+def test_eval_calibrate_scores_sharp_and_blurred_test_images(capsys, tiny_model_dir):
+    code, out, err = run(capsys, "eval", str(tiny_model_dir), "--data", "fashion-mnist", "--samples", "500",
+                         "--backend", "numpy", "--calibrate", "--json")
+    assert code == 0, err
+    rows = json.loads(out)
+    floor, half, one = (rows[k] for k in ("real test images (floor)", "test blurred, sigma 0.5 px",
+                                          "test blurred, sigma 1.0 px"))
+    assert floor["fd"] < half["fd"] < one["fd"] < rows["model"]["fd"]  # a random generator is the farthest
+    assert floor["fd"] < 1 and one["fd"] > 10 * half["fd"]
+    assert floor["cs"] > half["cs"] > one["cs"]
 
 
 @pytest.mark.parametrize("args,message", [

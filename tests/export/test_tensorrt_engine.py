@@ -358,11 +358,13 @@ def test_backend_without_tensorrt_is_unavailable(tiny_model_dir):
         create_backend("tensorrt", load_model(tiny_model_dir))
 
 
-@pytest.mark.parametrize("device,error", [("cpu", BackendUnavailableError), ("tpu", ValueError)])
-def test_backend_devices(device, error):
+@pytest.mark.parametrize("device,error,message", [("cpu", BackendUnavailableError, "CUDA GPUs only, not 'cpu'"),
+                                                   ("tpu", ValueError, "device must be 'auto' or 'cuda'.*'tpu'")])
+def test_backend_devices(device, error, message):
+    """Refused for what the device is, before (and whether or not) TensorRT is looked for."""
     from ganserve.backends.tensorrt_backend import TensorRTBackend
 
-    with pytest.raises(error):
+    with pytest.raises(error, match=message):
         TensorRTBackend.check_available(device)
 
 

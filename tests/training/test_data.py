@@ -204,6 +204,23 @@ def test_npz_layouts_and_ranges(tmp_path):
     np.testing.assert_array_equal(load_dataset(tmp_path / "nhwc_uint8.npz").images, cases["nhwc_uint8.npz"])
 
 
+def test_npz_pixels_come_back_from_each_layout_and_range(tmp_path):
+    """The same uint8 pixels saved channels-first or last, as floats in [-1, 1], [0, 1] or 0..255."""
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, (2, 5, 7, 3), dtype=np.uint8)  # N, H, W, C: every axis a different length
+    rgb[0, 0, 0] = (0, 128, 255)
+    nchw = rgb.transpose(0, 3, 1, 2)
+    cases = {
+        "nchw_signed.npz": (nchw / 127.5 - 1).astype(np.float32), "nhwc_unit.npz": rgb / 255.0,
+        "nchw_0_255.npz": nchw.astype(np.float32), "nchw_uint8.npz": nchw,
+    }
+    for name, array in cases.items():
+        np.savez(tmp_path / name, images=array)
+        np.testing.assert_array_equal(load_dataset(tmp_path / name).images, rgb, err_msg=name)
+    np.savez(tmp_path / "gray_unit.npz", images=rgb[..., 0] / 255.0)  # N, H, W
+    np.testing.assert_array_equal(load_dataset(tmp_path / "gray_unit.npz").images, rgb[..., :1])
+
+
 def test_npz_16bit_and_wide_integer_values(tmp_path):
     wide = np.linspace(0, 65535, 4 * 64).reshape(4, 8, 8)
     np.savez(tmp_path / "u16.npz", images=wide.astype(np.uint16))

@@ -40,3 +40,37 @@ def test_whole_conv_only_in_the_fast_dcgan_discriminator():
     assert WholeConv in kinds("dcgan28", True) and WholeConv in kinds("dcgan64", True)
     assert WholeConv not in kinds("dcgan28", False)  # as the seed scripts build it
     assert WholeConv not in kinds("upconv32", True)  # its last layer is a linear one already
+
+
+def test_recalibrated_batch_norm_holds_the_statistics_train_mode_batches_see():
+    """Each batch norm ends with the exact mean over the fresh batches of what it saw in train mode
+    (the batch mean, and the batch's unbiased variance), whatever its running statistics were, in
+    eval mode with its momentum back."""
+    from ganserve.training.networks import recalibrate_batch_norm
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3), nn.BatchNorm1d(3))
+    for bn in (net[1], net[4]):
+        bn.running_mean.fill_(100.0)
+        bn.running_var.fill_(100.0)
+        bn.num_batches_tracked.fill_(1000)  # as after training
+        bn.weight.data.uniform_(0.5, 2.0)
+        bn.bias.data.uniform_(-1.0, 1.0)
+    batches, size = 3, 5
+    draw = torch.Generator().manual_seed(7)
+    latents = [torch.randn(size, 4, generator=draw) for _ in range(batches)]  # what it will draw
+    seen = {1: [], 4: []}
+    with torch.no_grad():
+        for z in latents:  # train mode by hand: each batch normalised by its own biased statistics
+            h = net[0](z)
+            seen[1].append(h)
+            h = (h - h.mean(0)) / torch.sqrt(h.var(0, unbiased=False) + net[1].eps) * net[1].weight + net[1].bias
+            h = net[3](net[2](h))
+            seen[4].append(h)
+
+    out = recalibrate_batch_norm(net, 4, batches, size, torch.Generator().manual_seed(7), torch.device("cpu"))
+    assert out is net and not net.training
+    for i, hs in seen.items():
+        torch.testing.assert_close(net[i].running_mean, torch.stack([h.mean(0) for h in hs]).mean(0))
+        torch.testing.assert_close(net[i].running_var, torch.stack([h.var(0) for h in hs]).mean(0))
+        assert net[i].momentum == 0.1

@@ -60,6 +60,40 @@ def test_a_few_steps_per_preset(tmp_path, preset):
     assert gen.sample(2).shape[1:3] == model.config.output_shape[1:]
 
 
+def test_ema_follows_the_generator_with_a_warm_up(tmp_path):
+    """The EMA starts as G; the update at step k moves it towards G by 1 - min(decay, (1 + k) / (10 + k)),
+    and copies G's batch-norm statistics."""
+    trainer = Trainer(opts(tmp_path / "r", steps=100, ema_decay=0.9), log=quiet)
+
+    def params(net):
+        return [p.detach().clone() for p in net.parameters()]
+
+    assert all(torch.equal(e, g) for e, g in zip(params(trainer.ema), params(trainer.G)))
+    for step, decay in ((0, 0.1), (1, 2 / 11), (80, 0.9)):
+        trainer.step = step
+        before = params(trainer.ema)
+        trainer.train_step(trainer._next_batch())
+        after, g = params(trainer.ema), params(trainer.G)
+        for e0, e1, gk in zip(before, after, g):
+            torch.testing.assert_close(e1, e0 + (1 - decay) * (gk - e0), rtol=1e-5, atol=1e-7)
+        assert not all(torch.equal(e, gk) for e, gk in zip(after, g))
+    for e, b in zip(trainer.ema.buffers(), trainer.G.buffers()):
+        assert torch.equal(e, b)
+
+
+def test_label_smoothing_is_one_sided(tmp_path):
+    """Real targets become 1 - s, fakes stay 0: D's loss grows by s times its mean logit on the real
+    batch (BCE(x, 1 - s) - BCE(x, 1) = s x), and G's loss is unchanged."""
+    runs = {s: Trainer(opts(tmp_path / str(s), steps=10, label_smoothing=s), log=quiet) for s in (0.0, 0.2)}
+    real = runs[0.0]._next_batch()
+    with torch.no_grad():
+        logit = runs[0.0].D(real).float().mean()
+    losses = {s: trainer.train_step(real.clone()) for s, trainer in runs.items()}
+    torch.testing.assert_close(losses[0.2][0] - losses[0.0][0], 0.2 * logit, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(losses[0.2][1], losses[0.0][1])
+    assert not torch.equal(next(runs[0.2].D.parameters()), next(runs[0.0].D.parameters()))
+
+
 def _tensors(path):
     state = load_checkpoint(Path(path))
     return {f"{part}.{k}": v for part in ("G", "D", "EMA") for k, v in state[part].items()}, state
@@ -167,8 +201,12 @@ def test_keeps_a_few_checkpoints_and_best(tmp_path):
     train(opts(tmp_path / "r", steps=12, checkpoint_every=3, eval_every=6, keep=2), log=quiet)
     kept = sorted(p.name for p in (tmp_path / "r" / "checkpoints").iterdir())
     assert kept == ["step-00000009.pt", "step-00000012.pt"]
+    rows = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    evaluated = [r for r in rows if "fd" in r]
+    assert [r["step"] for r in evaluated] == [6, 12]
+    lowest = min(evaluated, key=lambda r: r["fd"])
     best = load_checkpoint(tmp_path / "r" / "best.pt")
-    assert best["step"] in (6, 12)
+    assert best["step"] == lowest["step"] and best["best_fd"] == lowest["fd"]
 
 
 def test_keep_zero_keeps_no_step_checkpoints(tmp_path):
@@ -455,9 +493,15 @@ def test_export_of_a_checkpoint_matches_the_run(tmp_path):
     a, b = load_model(model_dir), load_model(out)
     assert max(float(np.abs(a.weights[k] - b.weights[k]).max()) for k in a.weights) < 1e-6
     assert b.metadata["metric"]["step"] == 3 and b.metadata["metric"] == a.metadata["metric"]
-    raw = export(run / "last.pt", tmp_path / "raw", ExportOptions(weights="raw", onnx=False), log=quiet)
-    assert load_model(raw).metadata["exported_from"]["weights"] == "raw"
-    assert load_model(raw).metadata["metric"] == {}  # the loop scored the EMA, not these weights
+    raw = load_model(export(run / "last.pt", tmp_path / "raw", ExportOptions(weights="raw", onnx=False), log=quiet))
+    assert raw.metadata["exported_from"]["weights"] == "raw"
+    assert raw.metadata["metric"] == {}  # the loop scored the EMA, not these weights
+    # the trained parameters are G's, not the EMA's (batch-norm statistics are recomputed for either)
+    state = torch.load(run / "last.pt", weights_only=True)
+    learned = [k for k in state["G"] if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    for k in learned:
+        np.testing.assert_array_equal(raw.weights[k], state["G"][k].float().numpy())
+    assert any(not np.array_equal(raw.weights[k], b.weights[k]) for k in learned)
 
 
 def test_export_checkpoint_errors(tmp_path):
