@@ -222,7 +222,7 @@ def main() -> None:
     except ValueError as e:  # a state.pt of another run, or a damaged one
         parser.error(str(e))
     samples = train_mode_samples(G, args.samples)
-    score = evaluator_for(images, G.config).score(samples)
+    score = evaluator_for(images).score(samples)
     save_image(make_grid(samples[:64]), args.out / "samples.png")
     from ganserve.model_io import save_model
     from ganserve.torch_model import export_weights

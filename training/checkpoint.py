@@ -58,6 +58,43 @@ def link(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
+class RunInUse(FileExistsError):
+    """Another process trains in the run folder."""
+
+
+class RunLock:
+    """An exclusive lock on a run folder (flock on the folder itself), held by the process that trains
+    in it (rank 0 under torchrun), so that a second one, say a `--resume` started while the run is
+    still alive, is refused instead of both writing last.pt in turn. The lock goes with the process,
+    however it ends. Where the system or file system has no flock, nothing is locked."""
+
+    def __init__(self, run: Path) -> None:
+        self.fd: int | None = None
+        try:
+            import fcntl
+        except ImportError:  # not a POSIX system
+            return
+        fd = os.open(run, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RunInUse(f"{run} is in use: another process is training in it; let it finish or stop it "
+                           f"before --resume, or choose another --out") from None
+        except OSError:  # a file system without locks
+            os.close(fd)
+            return
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor drops the lock
+            self.fd = None
+
+    def __del__(self) -> None:
+        self.release()
+
+
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint written by `save_checkpoint`, refusing anything else (no code executes)."""
     if not path.is_file():

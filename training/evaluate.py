@@ -46,11 +46,12 @@ def sample_images(net: nn.Module, n: int, seed: int, train_mode: bool = False, b
     return np.concatenate(out)
 
 
-def evaluator_for(images: torch.Tensor, config: GeneratorConfig) -> Evaluator:
-    """An evaluator whose reference is (a fixed subset of) the training images at model resolution."""
+def evaluator_for(images: torch.Tensor) -> Evaluator:
+    """An evaluator whose reference is (a fixed subset of) the training images (N, C, H, W) in [-1, 1],
+    at model resolution."""
     gen = torch.Generator().manual_seed(0)
     idx = torch.randperm(len(images), generator=gen)[:REFERENCE_IMAGES]
-    real = to_uint8(images[idx.to(images.device)].float().cpu().numpy(), config.value_range)
+    real = to_uint8(images[idx.to(images.device)].float().cpu().numpy(), (-1.0, 1.0))
     return Evaluator(real)
 
 

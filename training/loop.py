@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import platform
 import sys
 import time
@@ -33,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganserve import __version__
+from ganserve._files import write_bytes
 from ganserve._system import keep_freed_memory
 from ganserve.config import GeneratorConfig
 from ganserve.errors import ModelFormatError, plural
@@ -41,7 +43,7 @@ from ganserve.presets import create_config
 from ganserve.torch_model import build_generator, export_weights
 
 from . import distributed
-from .checkpoint import CheckpointError, link, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, RunLock, link, load_checkpoint, save_checkpoint
 from .data import IMAGE_SUFFIXES, NAMED, is_cifar_folder, load_dataset
 from .networks import build_discriminator, dcgan_init, recalibrate_batch_norm
 from .options import TrainOptions
@@ -57,6 +59,14 @@ class Trainer:
 
     def __init__(self, opts: TrainOptions, resume: bool = False, log: Callable[[str], None] = print,
                  explicit: dict[str, Any] | None = None) -> None:
+        try:
+            self._start(opts, resume, log, explicit)
+        except BaseException:
+            self.close()  # a run refused (or a setup that failed) leaves the folder to others at once
+            raise
+
+    def _start(self, opts: TrainOptions, resume: bool, log: Callable[[str], None],
+               explicit: dict[str, Any] | None) -> None:
         self.started = time.perf_counter()  # this session's share of the run's wall time starts here
         self.run = Path(opts.out)
         saved = self._checkpoint_to_resume(resume)
@@ -74,6 +84,8 @@ class Trainer:
         self.amp = opts.amp if opts.amp is not None else self.cuda
         # channels-last measured faster for these convs on the CPU as well (bench/bench_training.py)
         self.channels_last = opts.channels_last if opts.channels_last is not None else True
+        if saved is not None:
+            self._check_same_setup(saved)
         torch.manual_seed(opts.seed * 1000 + self.dist.rank)
 
         if opts.data not in NAMED and Path(opts.data).exists():  # resumable from any folder
@@ -106,8 +118,16 @@ class Trainer:
             self._restore(saved)
         elif self.dist.main:
             self.run.mkdir(parents=True, exist_ok=True)
+            self._lock = RunLock(self.run)
             (self.run / "metrics.jsonl").write_text("")
         self._evaluator = None
+
+    _lock: RunLock | None = None  # rank 0's hold on the run folder, from the start to the end of fit()
+
+    def close(self) -> None:
+        """Let go of the run folder (fit() does when it ends): another process may then train in it."""
+        if self._lock is not None:
+            self._lock.release()
 
     # --- setup
 
@@ -116,9 +136,10 @@ class Trainer:
         if resume:
             if not last.is_file():
                 raise FileNotFoundError(f"--resume: no checkpoint at {last}")
-            for stale in [*self.run.glob(".*.tmp"), *self.run.glob("checkpoints/.*.tmp")]:
-                stale.unlink(missing_ok=True)  # a save cut short by a kill (last.pt is always whole);
-                # missing_ok: under torchrun every rank clears them
+            if _main_process():  # (torchrun's other ranks write nothing)
+                self._lock = RunLock(self.run)  # before anything in the folder changes
+                for stale in [*self.run.glob(".*.tmp"), *self.run.glob("checkpoints/.*.tmp")]:
+                    stale.unlink()  # a save cut short by a kill (last.pt is always whole)
             return load_checkpoint(last)
         if last.exists():
             raise FileExistsError(f"{self.run} already holds a run ({last}); pass --resume to continue it "
@@ -198,6 +219,7 @@ class Trainer:
             "hardware": self.hardware,  # where it ran, each session's machine when they differed
             "world": self.dist.world,
             "device_type": self.dist.device.type,
+            "threads": torch.get_num_threads(),  # CPU results depend on it: a resumed run is told
             "ganserve_version": __version__,
         }
 
@@ -207,7 +229,8 @@ class Trainer:
             state["cuda"] = torch.cuda.get_rng_state(self.dist.device)
         return state
 
-    def _restore(self, s: dict[str, Any]) -> None:
+    def _check_same_setup(self, s: dict[str, Any]) -> None:
+        """What checkpoint `s` needs of this session's processes and device, before any data is read."""
         if s.get("world", 1) != self.dist.world:
             raise ValueError(f"--resume: the checkpoint was written by {s['world']} process(es), "
                              f"this run has {self.dist.world}")
@@ -215,6 +238,18 @@ class Trainer:
         if written_on != self.dist.device.type:  # the latent generator's state belongs to one device type
             raise ValueError(f"--resume: the checkpoint was written on {written_on}, this run is on "
                              f"{self.dist.device.type}; resume it on a {written_on} device (--device {written_on})")
+        for key, effective, default in (("amp", self.amp, self.cuda), ("channels_last", self.channels_last, True)):
+            then = s["options"].get(key) if s["options"].get(key) is not None else default
+            if then != effective:
+                raise ValueError(f"--resume: the checkpoint was trained with {key}={then}, not {effective}; "
+                                 f"a resumed run keeps its settings")
+        threads = s.get("threads")
+        if self.dist.device.type == "cpu" and threads is not None and threads != torch.get_num_threads():
+            self.log(f"note: the checkpoint was written by a process with {plural(threads, 'thread')}, this one has "
+                     f"{torch.get_num_threads()}: the run goes on, but CPU results depend on the thread count, so it "
+                     f"will not be bit-identical to an uninterrupted run (OMP_NUM_THREADS={threads} would make it so)")
+
+    def _restore(self, s: dict[str, Any]) -> None:
         saved_opts = s["options"]
         if "sha256" in s["data"]:
             if s["data"]["sha256"] != self.data_sha256:
@@ -225,11 +260,6 @@ class Trainer:
         elif saved_opts.get("data") != self.opts.data:  # a checkpoint from before the hash: the name decides
             raise ValueError(f"--resume: the checkpoint was trained with data={saved_opts.get('data')!r}, "
                              f"not {self.opts.data!r}")
-        for key, effective, default in (("amp", self.amp, self.cuda), ("channels_last", self.channels_last, True)):
-            then = saved_opts.get(key) if saved_opts.get(key) is not None else default
-            if then != effective:
-                raise ValueError(f"--resume: the checkpoint was trained with {key}={then}, not {effective}; "
-                                 f"a resumed run keeps its settings")
         try:
             self._load_state(s)
         except (RuntimeError, KeyError, TypeError, ValueError, IndexError) as e:
@@ -243,7 +273,7 @@ class Trainer:
         self.hardware = _hardware_since(s.get("hardware"), self.hardware)
         if self.dist.main:  # the log continues from the checkpoint: drop rows written after it
             rows = [json.dumps(r, sort_keys=True) for r in self.history]
-            (self.run / "metrics.jsonl").write_text("".join(r + "\n" for r in rows))
+            write_bytes(self.run / "metrics.jsonl", "".join(r + "\n" for r in rows).encode())  # whole, or as it was
             best, last = self.run / "best.pt", self.run / "last.pt"
             if any(r.get("best") and r["step"] == self.step for r in self.history) and not (
                     best.exists() and best.samefile(last)):
@@ -316,7 +346,7 @@ class Trainer:
 
     # --- the run
 
-    def fit(self) -> Path:
+    def _fit(self) -> Path:
         opts = self.opts
         if self.step >= opts.steps:
             where = f"at --steps {opts.steps}" if self.step == opts.steps else \
@@ -339,6 +369,13 @@ class Trainer:
             if bar is not None:
                 bar.close()
         return self.finish()
+
+    def fit(self) -> Path:
+        """Train to --steps (from the checkpoint when resumed), export RUN/model; returns its path."""
+        try:
+            return self._fit()
+        finally:
+            self.close()
 
     def _steps(self, bar) -> None:
         opts = self.opts
@@ -397,7 +434,9 @@ class Trainer:
         the update they drive, so an update can overflow with every logged loss still finite."""
         nets = [self.G, self.D] + ([self.ema] if self.ema is not None else [])
         tensors = [t for net in nets for t in (*net.parameters(), *net.buffers()) if t.is_floating_point()]
-        if not bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()):
+        finite = torch.stack([torch.isfinite(t).all() for t in tensors]).all().float().reshape(1)
+        # every rank decides alike (batch-norm statistics are each rank's own): none is left waiting
+        if distributed.mean_across(self.dist, finite).item() < 1:
             raise self._diverged("the weights became NaN/Inf")
 
     def _log_row(self, means: torch.Tensor, rate: float) -> dict[str, Any]:
@@ -434,7 +473,7 @@ class Trainer:
             return
         from .evaluate import evaluator_for, sample_images, save_grid
 
-        evaluator = self._evaluator = self._evaluator or evaluator_for(self.images, self.config)
+        evaluator = self._evaluator = self._evaluator or evaluator_for(self.images)
         net = self.inference_generator()
         n = self.opts.eval_samples
         samples = self.run / "samples"
@@ -477,6 +516,11 @@ class Trainer:
             return load_model(self.run / "model").metadata.get("training", {}).get("steps") == self.step
         except (ModelFormatError, OSError):
             return False
+
+
+def _main_process() -> bool:
+    """Rank 0 of a torchrun launch, or a process on its own (before the process group is joined)."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _read_otherwise(source: str) -> str:
@@ -532,7 +576,8 @@ def inference_generator(net: nn.Module, opts: TrainOptions, device: torch.device
 
     Deterministic for a given run: the latents come from a CPU generator seeded by the run's seed
     (on any device), so `ganserve export` of a checkpoint, which runs on the CPU, gives the weights
-    that the run itself exported.
+    that the run itself exported (to the last bits for a CPU run; a GPU run's recomputed statistics
+    may differ from the CPU's in rounding).
     """
     net = copy.deepcopy(net).float().to(device, memory_format=torch.contiguous_format)
     gen = torch.Generator().manual_seed(opts.seed + 99)

@@ -74,6 +74,8 @@ class TrainOptions:
             raise ValueError(f"--seed must be in 0..{2 ** 32 - 1}, got {self.seed}")
         if self.keep < 0:
             raise ValueError(f"--keep must be >= 0, got {self.keep}")
+        if self.channels is not None and self.channels not in (1, 3):
+            raise ValueError(f"--channels must be 1 or 3, got {self.channels}")
         if self.data_limit is not None and self.data_limit <= 0:
             raise ValueError(f"--data-limit must be positive, got {self.data_limit}")
 

@@ -193,6 +193,7 @@ def test_a_save_cut_short_leaves_last_pt_whole(tmp_path, monkeypatch):
         trainer.save()
     assert (run / "last.pt").read_bytes() == before
     monkeypatch.undo()
+    trainer.close()
     assert Trainer(opts(run, steps=6), resume=True, log=quiet).fit() == run / "model"
     assert load_checkpoint(run / "last.pt")["step"] == 6 and not list(run.glob(".*.tmp"))
 
@@ -257,13 +258,18 @@ def test_resume_keeps_the_runs_own_steps(tmp_path, capsys):
     _assert_identical(tmp_path / "uninterrupted.pt", run / "last.pt")
 
 
-def test_resume_on_another_device_type_is_refused(tmp_path):
+def test_resume_on_another_device_type_is_refused(tmp_path, monkeypatch):
     run = tmp_path / "r"
     train(opts(run, steps=3), log=quiet)
     state = torch.load(run / "last.pt", weights_only=True)
     assert state["device_type"] == "cpu"
     state["device_type"] = "cuda"  # as written by a GPU run
     torch.save(state, run / "last.pt")
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("the data was read before the device was checked")
+
+    monkeypatch.setattr("ganserve.training.loop.load_dataset", no_data)  # refused before a long data load
     with pytest.raises(ValueError, match=r"written on cuda, this run is on cpu; resume it on a cuda device \(--device"):
         Trainer(opts(run, steps=6), resume=True)
 
@@ -273,6 +279,7 @@ def test_resume_may_name_another_device_of_the_same_type(tmp_path):
     train(opts(run, steps=3, device="auto"), log=quiet)  # saved as device="auto", ran on the CPU
     trainer = Trainer(opts(run, steps=6), resume=True, explicit={"device": "cpu", "steps": 6})
     assert trainer.opts.device == "cpu" and trainer.step == 3
+    trainer.close()
     with pytest.raises(ValueError, match="trained with lr_g=0.0002, not 0.001"):
         Trainer(opts(run, steps=6), resume=True, explicit={"device": "cpu", "lr_g": 1e-3})
 
@@ -292,6 +299,52 @@ def test_resume_on_changed_data_is_refused(tmp_path):
     Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(folder / "00.png")  # one image changed
     with pytest.raises(ValueError, match=r"\(20 images, other contents\)"):
         Trainer(opts(tmp_path / "r", steps=6, data=str(folder), data_limit=None), resume=True)
+
+
+def test_a_run_folder_takes_one_process_at_a_time(tmp_path, capsys):
+    """A --resume started while the run still trains is refused, and removes none of its files."""
+    run = tmp_path / "r"
+    train(opts(run, steps=3), log=quiet)
+    live = Trainer(opts(run, steps=6), resume=True, log=quiet)
+    in_flight = run / ".last.pt.in-flight.tmp"  # a save the live run is writing
+    in_flight.write_bytes(b"half")
+    with pytest.raises(FileExistsError, match=f"{run} is in use: another process is training in it"):
+        Trainer(opts(run, steps=9), resume=True, log=quiet)
+    capsys.readouterr()
+    code = main(["train", "--out", str(run), "--resume", "--steps", "9"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith(f"error: {run} is in use") and len(err.splitlines()) == 1
+    assert in_flight.exists()
+    in_flight.unlink()
+    assert live.fit() == run / "model"  # fit() lets go of the folder when it ends
+    assert Trainer(opts(run, steps=9), resume=True, log=quiet).fit() == run / "model"
+    assert load_checkpoint(run / "last.pt")["step"] == 9
+    # a start refused for another reason lets go of the folder at once
+    with pytest.raises(ValueError, match="trained with lr_g"):
+        Trainer(opts(run, steps=12), resume=True, explicit={"lr_g": 1e-3})
+    Trainer(opts(run, steps=12), resume=True, log=quiet).close()
+    # a new run holds its folder too
+    fresh = Trainer(opts(tmp_path / "new", steps=3), log=quiet)
+    with pytest.raises(FileExistsError, match="is in use"):
+        Trainer(opts(tmp_path / "new", steps=3), log=quiet)
+    fresh.close()
+
+
+def test_resume_with_another_thread_count_says_so(tmp_path):
+    run = tmp_path / "r"
+    train(opts(run, steps=3), log=quiet)
+    state = torch.load(run / "last.pt", weights_only=True)
+    assert state["threads"] == torch.get_num_threads()
+    said = []
+    Trainer(opts(run, steps=6), resume=True, log=said.append).close()
+    assert not any("thread" in line for line in said)
+    state["threads"] = torch.get_num_threads() + 1
+    torch.save(state, run / "last.pt")
+    Trainer(opts(run, steps=6), resume=True, log=said.append).close()
+    assert [line for line in said if "thread" in line] == [
+        f"note: the checkpoint was written by a process with {state['threads']} threads, this one has "
+        f"{torch.get_num_threads()}: the run goes on, but CPU results depend on the thread count, so it will not "
+        f"be bit-identical to an uninterrupted run (OMP_NUM_THREADS={state['threads']} would make it so)"]
 
 
 def test_refuses_to_overwrite_a_run(tmp_path):
@@ -377,6 +430,8 @@ def test_weights_that_overflow_are_never_saved(tmp_path, capsys):
     (["--lr-d-at", "9:1e-4", "--lr-d-at", "5:1e-5"], "--lr-d-at: steps must be distinct and in increasing order"),
     (["--seed", "4294967296"], "--seed must be in 0..4294967295, got 4294967296"),
     (["--keep", "-1"], "--keep must be >= 0, got -1"),
+    (["--channels", "0"], "--channels must be 1 or 3, got 0"),
+    (["--channels", "2"], "--channels must be 1 or 3, got 2"),
 ])
 def test_cli_errors(tmp_path, capsys, args, message):
     code = main(["train", "--out", str(tmp_path / "r"), "--data", "digits", "--device", "cpu", *args])
