@@ -92,7 +92,10 @@ class RunLock:
             self.fd = None
 
     def __del__(self) -> None:
-        self.release()
+        try:
+            self.release()
+        except Exception:  # at interpreter exit the descriptor goes with the process anyway
+            pass
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
