@@ -90,13 +90,13 @@ class Trainer:
 
         if opts.data not in NAMED and Path(opts.data).exists():  # resumable from any folder
             opts = self.opts = dataclasses.replace(opts, data=str(Path(opts.data).resolve()))
-        resolution = create_config(opts.preset, latent_dim=opts.latent_dim, width=opts.width).output_shape[1:]
-        data = load_dataset(opts.data, limit=opts.data_limit, size=resolution)
+        largest = create_config(opts.preset, channels=opts.channels or 3, latent_dim=opts.latent_dim, width=opts.width)
+        self._check_evaluation_fits(largest)  # before the data is read: the channels are at most 3
+        data = load_dataset(opts.data, limit=opts.data_limit, size=largest.output_shape[1:])
         channels = opts.channels or data.images.shape[-1]
         self.config = create_config(opts.preset, channels=channels, latent_dim=opts.latent_dim, width=opts.width)
         if saved is not None:
             self._check_architecture(GeneratorConfig.from_dict(saved["config"]), data.source)
-        self._check_evaluation_fits()
         self.images = data.to_tensor(self.config.output_shape)
         if len(self.images) < opts.batch_size * self.dist.world:
             raise ValueError(f"{opts.data}: {len(self.images)} images, fewer than one batch "
@@ -157,13 +157,13 @@ class Trainer:
         raise ValueError(f"--resume: {self.run / 'last.pt'} holds a different architecture than "
                          f"--preset {self.opts.preset} builds (check --channels, --latent-dim, --width)")
 
-    def _check_evaluation_fits(self) -> None:
+    def _check_evaluation_fits(self, config: GeneratorConfig) -> None:
         """Refuse an --eval-samples this machine's memory cannot hold: now, not at the first evaluation."""
         from ganserve._system import total_memory
 
         from .evaluate import evaluation_bytes
 
-        need, have = evaluation_bytes(self.opts.eval_samples, self.config), total_memory()
+        need, have = evaluation_bytes(self.opts.eval_samples, config), total_memory()
         if have is not None and need > have:
             raise ValueError(f"--eval-samples {self.opts.eval_samples:,} needs about {need / 2**30:,.1f} GiB per "
                              f"evaluation, more than this machine's {have / 2**30:,.1f} GiB of memory; use fewer")
@@ -430,14 +430,24 @@ class Trainer:
     _saved_step: int | None = None  # the step of the last checkpoint written or resumed from
 
     def _check_finite(self) -> None:
-        """Refuse to go on (evaluate, save, export) with NaN/Inf weights: losses are computed before
-        the update they drive, so an update can overflow with every logged loss still finite."""
+        """Refuse to go on (evaluate, save, export) with NaN/Inf weights or Adam moments: losses are
+        computed before the update they drive, so an update can overflow with every logged loss still
+        finite; and a huge gradient makes Adam's second moment Inf while the weights stay finite
+        (that weight never moves again)."""
         nets = [self.G, self.D] + ([self.ema] if self.ema is not None else [])
-        tensors = [t for net in nets for t in (*net.parameters(), *net.buffers()) if t.is_floating_point()]
-        finite = torch.stack([torch.isfinite(t).all() for t in tensors]).all().float().reshape(1)
+        weights = [t for net in nets for t in (*net.parameters(), *net.buffers()) if t.is_floating_point()]
+        moments = [t for opt in (self.opt_G, self.opt_D) for state in opt.state.values()
+                   for key, t in state.items() if key != "step"]  # the step count may live on the host
+        finite = torch.ones(2, device=self.dist.device)
+        for i, tensors in enumerate((weights, moments)):
+            if tensors:
+                finite[i] = torch.stack([torch.isfinite(t).all() for t in tensors]).all()
         # every rank decides alike (batch-norm statistics are each rank's own): none is left waiting
-        if distributed.mean_across(self.dist, finite).item() < 1:
+        weights_ok, moments_ok = (v >= 1 for v in distributed.mean_across(self.dist, finite).tolist())
+        if not weights_ok:
             raise self._diverged("the weights became NaN/Inf")
+        if not moments_ok:
+            raise self._diverged("Adam's moment estimates became NaN/Inf (a gradient overflowed)")
 
     def _log_row(self, means: torch.Tensor, rate: float) -> dict[str, Any]:
         values = means.tolist()  # a host sync (with _check_finite), once per log interval only

@@ -416,6 +416,22 @@ def test_weights_that_overflow_are_never_saved(tmp_path, capsys):
     assert not (run / "last.pt").exists() and not (run / "best.pt").exists() and not (run / "model").exists()
 
 
+def test_an_overflowed_adam_moment_is_never_saved(tmp_path):
+    """A gradient of 1e25 on one of D's weights: its Adam second moment overflows to Inf, the update
+    it drives is 0, so every weight and loss stays finite; the run still stops before saving."""
+    run = tmp_path / "r"
+    trainer = Trainer(opts(run, steps=5, checkpoint_every=1, log_every=1), log=quiet)
+    weight = next(p for p in trainer.D.parameters() if p.dim() > 1)
+    weight.register_hook(lambda grad: grad * 1e25)
+    with pytest.raises(TrainingDiverged, match=r"^Adam's moment estimates became NaN/Inf \(a gradient overflowed\) "
+                                               r"by step 1; no checkpoint was written before it"):
+        trainer.fit()
+    assert torch.isinf(trainer.opt_D.state[weight]["exp_avg_sq"]).any()
+    assert torch.isfinite(weight).all()
+    assert _all_finite(trainer.state())
+    assert not (run / "last.pt").exists() and not (run / "model").exists()
+
+
 @pytest.mark.parametrize("args,message", [
     (["--steps", "0"], "--steps must be positive"),
     (["--data", ""], "--data is empty"),
@@ -720,8 +736,11 @@ def test_an_evaluation_too_large_for_the_machine_is_refused_before_training(tmp_
     from ganserve._system import total_memory
 
     run, samples = tmp_path / "r", total_memory() // 1000  # over 1,000 bytes a sample: more than all memory
-    with pytest.raises(ValueError, match=rf"^--eval-samples {samples:,} needs about [\d,.]+ GiB per evaluation, "
-                                         r"more than this machine's [\d,.]+ GiB of memory; use fewer$"):
+    error = (rf"^--eval-samples {samples:,} needs about [\d,.]+ GiB per evaluation, "
+             r"more than this machine's [\d,.]+ GiB of memory; use fewer$")
+    with pytest.raises(ValueError, match=error):
         Trainer(opts(run, steps=2, eval_samples=samples), log=quiet)
+    with pytest.raises(ValueError, match=error):  # refused before the data is read (there is none to read)
+        Trainer(opts(run, steps=2, eval_samples=samples, data=str(tmp_path / "no-data")), log=quiet)
     assert not (run / "last.pt").exists()
     Trainer(opts(tmp_path / "ok", steps=2, eval_samples=100_000), log=quiet)  # 100k samples fit anywhere
