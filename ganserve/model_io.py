@@ -72,13 +72,21 @@ def list_shipped_models() -> list[str]:
 
 
 def resolve_model_path(path_or_name: str | os.PathLike | None) -> Path:
-    """A model directory from a path, a shipped model's name, or None for the shipped default."""
+    """A model directory from a path, a shipped model's name, or None for the shipped default.
+
+    A str that is both a shipped model's name and a folder here is refused as ambiguous: `./NAME`
+    names the folder. None is always the shipped default, whatever the current folder holds."""
     if path_or_name is None:
-        path_or_name = DEFAULT_MODEL
+        return SHIPPED_DIR / DEFAULT_MODEL
     path = Path(path_or_name)
+    shipped_name = isinstance(path_or_name, str) and path_or_name in list_shipped_models()
+    if shipped_name and path.is_dir():
+        default = ", or give no model for the shipped one" if path_or_name == DEFAULT_MODEL else ""
+        raise ValueError(f"{path_or_name!r} names both a shipped model and a folder here; write ./{path_or_name} "
+                         f"for the folder{default}")
     if path.is_dir():
         return path
-    if isinstance(path_or_name, str) and path_or_name in list_shipped_models():
+    if shipped_name:
         return SHIPPED_DIR / path_or_name
     if path.exists():
         raise ModelFormatError(f"{path}: a model must be a directory holding {CONFIG_NAME} and {WEIGHTS_NAME}")

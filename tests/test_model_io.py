@@ -12,7 +12,8 @@ from safetensors.numpy import save_file
 
 import ganserve
 from ganserve.errors import ModelFormatError
-from ganserve.model_io import CONFIG_NAME, EXPORT_NAMES, FORMAT_VERSION, WEIGHTS_NAME, load_model, save_model
+from ganserve.model_io import (CONFIG_NAME, EXPORT_NAMES, FORMAT_VERSION, SHIPPED_DIR, WEIGHTS_NAME, load_model,
+                               save_model)
 
 
 def test_round_trip(tiny_model_dir, tiny_config):
@@ -78,6 +79,20 @@ def test_shipped_model_is_the_default():
     model = load_model()
     assert model.config.output_shape == (1, 28, 28)
     assert model.metadata["training"]["data"] == "fashion-mnist"
+
+
+def test_the_default_is_the_shipped_model_whatever_the_current_folder_holds(tmp_path, monkeypatch):
+    """A folder named like the shipped model (a dataset, a `generate --out`) does not hide it."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fashion-mnist").mkdir()
+    assert load_model().path == SHIPPED_DIR / "fashion-mnist"
+    with pytest.raises(ValueError, match="'fashion-mnist' names both a shipped model and a folder here; "
+                                         "write ./fashion-mnist for the folder, or give no model"):
+        load_model("fashion-mnist")
+    with pytest.raises(ModelFormatError, match="config.json: missing"):  # spelled as a path: the folder
+        load_model("./fashion-mnist")
+    with pytest.raises(ModelFormatError, match="config.json: missing"):  # a Path is always a folder
+        load_model(Path("fashion-mnist"))
 
 
 def test_missing_path():

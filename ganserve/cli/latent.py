@@ -9,9 +9,10 @@ import numpy as np
 import typer
 
 from ..errors import plural
+from ..latent_ops import METHODS
 from ..latents import check_index
 from . import app
-from .options import BACKEND_OPT, MODEL_ARG, TRUNCATION_OPT, parse_ints
+from .options import BACKEND_OPT, MODEL_ARG, TRUNCATION_OPT, check_folder_of, parse_ints
 
 GIF_MIN_SIZE = 128  # default GIF upscaling makes frames at least this many pixels on a side
 SCALE_HELP = "Integer upscale factor, nearest neighbour (default: {})."
@@ -44,7 +45,10 @@ def interpolate(
     if steps < 2:
         raise ValueError(f"--steps must be at least 2 (both keyframes count), got {steps}")
     check_index(index, "--index", minimum=0)
-    fmt = image_format(out)  # an unwritable extension fails before any work
+    if method not in METHODS:
+        raise ValueError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+    fmt = image_format(out)  # an unwritable extension or a missing folder fails before any work
+    check_folder_of(out, "--out")
     check_index(duration, "--duration", minimum=1)
     if nrow is not None:
         check_index(nrow, "--nrow", minimum=1)
@@ -86,7 +90,10 @@ def arithmetic(
     check_index(neighbors, "--neighbors", minimum=0)
     groups = [(w, parse_ints(text, f"--{name}"), name)
               for w, text, name in ((1.0, a, "a"), (-1.0, b, "b"), (1.0, c, "c")) if text is not None]
+    if not jitter >= 0:  # NaN fails this too
+        raise ValueError(f"--jitter must be >= 0, got {jitter}")
     image_format(out)
+    check_folder_of(out, "--out")
     gen = Generator.load(model, backend=backend)
     image_format(out, gen.image_shape[-1])
     terms = [(w, [(seed, i) for i in indices]) for w, indices, _ in groups]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import sys
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -11,7 +13,15 @@ from ..latents import check_index
 
 MODEL_ARG = typer.Argument(None, help="Model directory or shipped model name (default: the shipped model).")
 BACKEND_OPT = typer.Option("auto", "--backend", "-b", help="numpy, onnxruntime, torch, tensorrt or auto.")
-TRUNCATION_OPT = typer.Option(None, "--truncation", "--psi",
+
+
+def _check_psi(value: Optional[float]) -> Optional[float]:
+    if value is not None and not (value > 0 and math.isfinite(value)):  # NaN fails this too
+        raise ValueError(f"--truncation (--psi) must be a positive finite number, got {value}")
+    return value
+
+
+TRUNCATION_OPT = typer.Option(None, "--truncation", "--psi", callback=_check_psi,
                               help="Draw latents from a normal truncated at psi (> 0); see docs/latent.md.")
 
 
@@ -21,6 +31,12 @@ def progress(total: int, desc: str, unit: str = "img"):
 
     return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, mininterval=0.5, delay=1.0,
                 dynamic_ncols=True)
+
+
+def check_folder_of(path: Path, option: str) -> None:
+    """A FileNotFoundError naming `option` unless the folder `path` is to be written into exists."""
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"{option} {path}: no folder {path.parent}")
 
 
 def check_ints(*checks: tuple[Optional[int], str, int]) -> None:

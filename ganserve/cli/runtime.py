@@ -12,7 +12,7 @@ import typer
 from ..errors import plural
 from ..latents import check_index
 from . import app
-from .options import BACKEND_OPT, MODEL_ARG, TRUNCATION_OPT, check_ints, parse_ints, progress
+from .options import BACKEND_OPT, MODEL_ARG, TRUNCATION_OPT, check_folder_of, check_ints, parse_ints, progress
 
 
 @app.command()
@@ -31,21 +31,20 @@ def sample(
     """Sample images from a generator: PNG files and/or one grid image (default: samples.png)."""
     from ..generator import Generator
     from ..images import image_format, make_grid, save_image
-    from ..latents import check_range, check_truncation
+    from ..latents import check_range
 
     check_ints((n, "--n", 1), (seed, "--seed", 0), (start, "--start", 0), (batch_size, "--batch-size", 1),
                (nrow, "--nrow", 1))
-    check_truncation(truncation)
     if out is None and grid is None:
         grid = Path("samples.png")
     if grid is not None:  # an unwritable extension or a missing folder fails before any work
         image_format(grid)
-        if not grid.parent.is_dir():
-            raise FileNotFoundError(f"--grid {grid}: no folder {grid.parent}")
+        check_folder_of(grid, "--grid")
     gen = Generator.load(model, backend=backend)
     check_range(start, n, gen.latent_dim)
     if grid is not None:
         image_format(grid, gen.image_shape[-1])
+        _check_grid_fits(n, gen.image_shape)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     kept = [] if grid is not None else None
@@ -64,6 +63,18 @@ def sample(
         save_image(make_grid(np.concatenate(kept), nrow=nrow), grid)
     where = " and ".join(str(p) for p in (out, grid) if p is not None)
     typer.echo(f"wrote {plural(n, 'image')} from {gen.model.path or 'memory'} ({gen.backend} backend) to {where}")
+
+
+def _check_grid_fits(n: int, image_shape: tuple[int, ...]) -> None:
+    """A grid holds every image in memory twice (the images, then the tiled picture): refuse one that
+    cannot fit before any is made."""
+    from .._system import total_memory
+
+    need, have = 2 * n * math.prod(image_shape), total_memory()
+    if have is not None and need > have // 2:
+        raise MemoryError(f"--grid of {plural(n, 'image')} needs about {need / 2**30:.1f} GiB of memory, "
+                          f"more than half of this machine's {have / 2**30:.1f} GiB; write files with --out "
+                          f"alone, or use `ganserve generate`")
 
 
 @app.command()
@@ -112,8 +123,9 @@ def info(
 @app.command()
 def bench(
     model: Optional[str] = MODEL_ARG,
-    batch: str = typer.Option("1,64", "--batch", help="Comma-separated batch sizes."),
-    backends: Optional[str] = typer.Option(None, "--backends", help="Comma-separated names (default: all usable)."),
+    batch: str = typer.Option("1,64", "--batch", "--batch-size", help="Comma-separated batch sizes."),
+    backends: Optional[str] = typer.Option(None, "--backends", "--backend", "-b",
+                                           help="Comma-separated names (default: all usable)."),
     rounds: int = typer.Option(3, "--rounds", help="Interleaved timing rounds."),
     seconds: float = typer.Option(1.0, "--seconds", help="Timed seconds per backend per round."),
 ) -> None:

@@ -23,7 +23,8 @@ def _torch_or_hint() -> None:
 def train(
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Architecture (default dcgan28)."),
     data: Optional[str] = typer.Option(
-        None, "--data", "-d", help="fashion-mnist (default), digits, an image folder, IDX, .npz or CIFAR-10 path."),
+        None, "--data", "-d", help="fashion-mnist (default), digits, an image folder, IDX, .npz or CIFAR-10 path "
+        "(a name means the built-in data even beside a folder of that name: write ./NAME for the folder)."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory (checkpoints, logs, samples, model/)."),
     steps: Optional[int] = typer.Option(
         None, "--steps", help="Total training steps (default 10000; --resume keeps the run's own unless given)."),
@@ -93,7 +94,7 @@ def _how_to_go_on(run: Path, resume: bool) -> str:
 def eval_(
     model: Optional[str] = MODEL_ARG,
     data: str = typer.Option("fashion-mnist", "--data", "-d", help="Real data to compare with."),
-    samples: int = typer.Option(10_000, "--samples", "-n", help="Generated images scored."),
+    samples: int = typer.Option(10_000, "--samples", "--n", "-n", help="Generated images scored."),
     seed: int = typer.Option(0, "--seed", help="Seed of their latents."),
     truncation: Optional[float] = TRUNCATION_OPT,
     backend: str = BACKEND_OPT,

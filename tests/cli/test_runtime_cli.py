@@ -61,7 +61,9 @@ def test_sample_defaults_to_the_shipped_model_and_samples_png(tmp_path, capsys, 
     (["--grid", "out.txt"], "cannot write images with extension '.txt'"),
     (["--backend", "warp"], "unknown backend 'warp'"),
     (["/no/such/model"], "no model directory at '/no/such/model'"),
-    (["--truncation", "-1"], "truncation must be a positive"),
+    (["--truncation", "-1"], "--truncation (--psi) must be a positive finite number, got -1.0"),
+    (["--psi", "nan"], "--truncation (--psi) must be a positive finite number, got nan"),
+    (["--n", str(10**12), "--grid", "g.png"], "--grid of 1000000000000 images needs about"),
     (["--grid", "no/such/folder/grid.png"], "--grid no/such/folder/grid.png: no folder no/such/folder"),
     (["--nrow", "-2"], "--nrow must be at least 1, got -2"),
     (["--start", str(10**18)], "start + n must be at most"),
@@ -149,6 +151,13 @@ def test_bench_by_default_leaves_out_what_cannot_run_here(capsys, tiny_model_dir
 def test_bench_refuses_an_empty_backend_list(capsys):
     code, _, err = run(capsys, "bench", "--backends", " , ")
     assert code == 1 and "--backends names no backend" in err
+
+
+def test_bench_takes_the_option_names_of_the_other_commands(capsys, tiny_model_dir):
+    code, out, err = run(capsys, "bench", str(tiny_model_dir), "-b", "numpy", "--batch-size", "3", "--rounds", "1",
+                         "--seconds", "0.01")
+    rows = [line.split() for line in out.splitlines()[2:]]
+    assert code == 0 and [(row[0], row[2]) for row in rows] == [("numpy", "3")], out + err
 
 
 def test_bad_model_is_one_line(tmp_path, capsys, model_copy):

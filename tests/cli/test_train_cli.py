@@ -76,6 +76,7 @@ def test_eval_calibrate_scores_sharp_and_blurred_test_images(capsys, tiny_model_
 
 @pytest.mark.parametrize("args,message", [
     (["--samples", "1"], "--samples must be at least 2"),
+    (["--n", "1"], "--samples must be at least 2"),  # --n, as `sample` and `generate` spell it
     (["--data", "/no/data"], "data not found"),
     (["/no/such/model"], "no model directory at '/no/such/model'"),
     (["--inception-weights", "/no/inception.pt"], "Inception weights not found"),
