@@ -239,10 +239,15 @@ def _is_pair(ref: Any) -> bool:
             and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in ref))
 
 
-def _interpolator(method: Any):
+def check_method(method: Any, name: str = "method") -> str:
+    """`method` if it names an interpolation (see METHODS), else a ValueError naming `name`."""
     if not isinstance(method, str) or method not in _INTERPOLATORS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    return _INTERPOLATORS[method]
+        raise ValueError(f"{name} must be one of {', '.join(METHODS)}, got {method!r}")
+    return method
+
+
+def _interpolator(method: Any):
+    return _INTERPOLATORS[check_method(method)]
 
 
 def _check_count(value: Any, name: str, minimum: int) -> int:

@@ -28,14 +28,14 @@ def check_index(value: object, name: str, minimum: int = 0, maximum: int = 2**64
     return value
 
 
-def check_truncation(psi: object) -> float | None:
+def check_truncation(psi: object, name: str = "truncation") -> float | None:
     if psi is None:
         return None
     if isinstance(psi, bool) or not isinstance(psi, numbers.Real):
-        raise TypeError(f"truncation must be a number or None, got {type(psi).__name__} {psi!r}")
+        raise TypeError(f"{name} must be a number or None, got {type(psi).__name__} {psi!r}")
     psi = float(psi)
     if not (psi > 0 and np.isfinite(psi)):
-        raise ValueError(f"truncation must be a positive finite number, got {psi}")
+        raise ValueError(f"{name} must be a positive finite number, got {psi}")
     return psi
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import typer
 
 from ..errors import plural
-from ..latent_ops import METHODS
+from ..latent_ops import check_method
 from ..latents import check_index
 from . import app
 from .options import BACKEND_OPT, MODEL_ARG, TRUNCATION_OPT, check_folder_of, parse_ints
@@ -45,8 +45,7 @@ def interpolate(
     if steps < 2:
         raise ValueError(f"--steps must be at least 2 (both keyframes count), got {steps}")
     check_index(index, "--index", minimum=0)
-    if method not in METHODS:
-        raise ValueError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+    check_method(method, "--method")
     fmt = image_format(out)  # an unwritable extension or a missing folder fails before any work
     check_folder_of(out, "--out")
     check_index(duration, "--duration", minimum=1)

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from ..latents import check_index
+from ..latents import check_index, check_truncation
 
 MODEL_ARG = typer.Argument(None, help="Model directory or shipped model name (default: the shipped model).")
 BACKEND_OPT = typer.Option("auto", "--backend", "-b", help="numpy, onnxruntime, torch, tensorrt or auto.")
 
 
 def _check_psi(value: Optional[float]) -> Optional[float]:
-    if value is not None and not (value > 0 and math.isfinite(value)):  # NaN fails this too
-        raise ValueError(f"--truncation (--psi) must be a positive finite number, got {value}")
-    return value
+    return check_truncation(value, "--truncation (--psi)")
 
 
 TRUNCATION_OPT = typer.Option(None, "--truncation", "--psi", callback=_check_psi,
