@@ -10,8 +10,8 @@ For each seed it trains, as separate processes run side by side (--jobs at a tim
   `--seeds-init dcgan` as ganserve's loop, the README's stronger yardstick);
 - ganserve's recipe for each --ours network (PRESET or PRESET:WIDTH): `ganserve train` for the same
   number of images at --batch-size, then `ganserve export --weights raw` of its raw generator.
-Then it scores every model (bench/score_models.py: 10,000 samples, eval mode and train mode) and
-writes compare.md (the table, per seed and mean) and compare.json into --out. A run that stops can
+Then it scores every model (bench/score_models.py: 10,000 samples, eval mode and train mode, against
+the data resized to the model's resolution and against the real images at their own) and writes compare.md (the table, per seed and mean) and compare.json into --out. A run that stops can
 be started again with the same command: finished models and scores are kept, a ganserve run whose
 last.pt exists resumes, and so does a seeds' run from its state.pt (written after every pass over
 the data); models made by other commands (another --images, --data, --batch-size, ...) are refused
@@ -113,15 +113,17 @@ def train(run: dict, threads: int | None) -> float:
 
 def scores(runs: list[dict], samples: int, data: str, out: Path) -> None:
     """Attach {"as sampled"/"raw": score} to each run, scoring each model once: a score is kept in
-    scores/ with the model's hash, the samples and the data, and reused only while all three match."""
+    scores/ with the model's hash, the samples and the data, and reused only while all three match
+    (and it has the "real" scores, which older scores lack)."""
     evaluators: dict = {}
     for run in runs:
         run["scores"] = {}
         for kind, model in run["models"].items():
             cached = out / "scores" / f"{run['name']}-{kind.replace(' ', '-')}.json"
             key = {"model_hash": load_model(model).model_hash, "samples": samples, "data": data}
-            if cached.exists() and all(json.loads(cached.read_text()).get(k) == v for k, v in key.items()):
-                run["scores"][kind] = json.loads(cached.read_text())
+            kept = json.loads(cached.read_text()) if cached.exists() else {}
+            if "real" in kept and all(kept.get(k) == v for k, v in key.items()):  # "real": scored since 2026-11-25
+                run["scores"][kind] = kept
                 continue
             cached.parent.mkdir(exist_ok=True)
             run["scores"][kind] = {**score_model(str(model), samples, data, evaluators), **key}
@@ -138,53 +140,64 @@ def rows(runs: list[dict]) -> list[dict]:
     """One row per (recipe, network, model kind): per-seed and mean FD/CS in the mode its users see.
 
     The seeds' models are sampled in train mode (as their script shows samples), ganserve's in eval
-    mode (as `Generator.sample` gives them); both modes are kept.
+    mode (as `Generator.sample` gives them); both modes are kept. "fd_real": FD against the real
+    images at their own resolution (None where a model is smaller than the data).
     """
     table: dict[tuple, dict] = {}
     for run in runs:
         for kind, score in run["scores"].items():
             key = (run["recipe"], run["network"], kind)
             row = table.setdefault(key, {"recipe": run["recipe"], "network": run["network"], "kind": kind,
-                                         "seeds": [], "fd": [], "cs": [], "fd_eval": [], "fd_train": []})
+                                         "seeds": [], "fd": [], "cs": [], "fd_eval": [], "fd_train": [],
+                                         "fd_real": []})
             mode = sampled_in(run["recipe"], kind)
             row["seeds"].append(run["seed"])
             row["fd"].append(score[mode]["fd"])
             row["cs"].append(score[mode]["cs"])
             row["fd_eval"].append(score["eval_mode"]["fd"])
             row["fd_train"].append(score["train_mode"]["fd"])
+            row["fd_real"].append(score["real"][mode]["fd"] if score.get("real") else None)
     for row in table.values():
         row["fd_mean"], row["cs_mean"] = statistics.fmean(row["fd"]), statistics.fmean(row["cs"])
+        row["fd_real_mean"] = None if None in row["fd_real"] else statistics.fmean(row["fd_real"])
     return list(table.values())
 
 
 def verdicts(table: list[dict]) -> list[str]:
-    """Each ganserve network (as sampled) against the seeds' recipe, by FD in the mode each is sampled."""
+    """Each ganserve network (as sampled) against the seeds' recipe, by FD in the mode each is sampled,
+    against the data at the model's resolution and against the real images at their own."""
     base = next((r for r in table if r["recipe"] == "seeds"), None)
     lines = []
     for row in table:
         if base is None or row["recipe"] != "ganserve" or row["kind"] != "as sampled":
             continue
-        better = sum(o < s for o, s in zip(row["fd"], base["fd"]))
-        all_below = max(row["fd"]) < min(base["fd"])
-        lines.append(f"ganserve {row['network']}: mean FD {row['fd_mean']:.3f} against the seeds' "
-                     f"{base['fd_mean']:.3f} ({row['fd_mean'] / base['fd_mean']:.2f}x); lower for {better} of "
-                     f"{len(row['fd'])} seeds; every ganserve run below every seeds' run: "
-                     f"{'yes' if all_below else 'no'}")
+        for key, against in (("fd", "data at the model's resolution"), ("fd_real", "real images at their own")):
+            if row[f"{key}_mean"] is None or base[f"{key}_mean"] is None:
+                continue
+            ours, seeds = row[key], base[key]
+            better = sum(o < s for o, s in zip(ours, seeds))
+            lines.append(f"ganserve {row['network']}, against the {against}: mean FD {row[f'{key}_mean']:.3f} "
+                         f"against the seeds' {base[f'{key}_mean']:.3f} "
+                         f"({row[f'{key}_mean'] / base[f'{key}_mean']:.2f}x); lower for {better} of {len(ours)} "
+                         f"seeds; every ganserve run below every seeds' run: "
+                         f"{'yes' if max(ours) < min(seeds) else 'no'}")
     return lines
 
 
 def markdown(table: list[dict], images: int) -> str:
-    def cells(values: list[float]) -> str:
-        return " / ".join(f"{v:.2f}" for v in values)
+    def cells(values: list[float | None]) -> str:
+        return " / ".join("-" if v is None else f"{v:.2f}" for v in values)
 
-    lines = [f"{images:,} images per run; FD and CS of seeds {', '.join(map(str, table[0]['seeds']))}, then the mean",
-             "", "| recipe, network, model | sampled in | FD | mean FD | CS | mean CS | FD eval mode | FD train mode |",
-             "| --- | --- | --- | ---: | --- | ---: | --- | --- |"]
+    lines = [f"{images:,} images per run; FD and CS of seeds {', '.join(map(str, table[0]['seeds']))}, then the mean; "
+             "FD against the data at the model's resolution, and against the real images at their own",
+             "", "| recipe, network, model | sampled in | FD | mean FD | CS | mean CS | FD eval mode | FD train mode "
+             "| FD, real images | mean |", "| --- | --- | --- | ---: | --- | ---: | --- | --- | --- | ---: |"]
     for r in table:
         name = f"{r['recipe']}, `{r['network']}`" + (", raw generator (no EMA)" if r["kind"] == "raw" else "")
         mode = sampled_in(r["recipe"], r["kind"]).replace("_", " ")
         lines.append(f"| {name} | {mode} | {cells(r['fd'])} | {r['fd_mean']:.2f} | {cells(r['cs'])} | "
-                     f"{r['cs_mean']:.2f} | {cells(r['fd_eval'])} | {cells(r['fd_train'])} |")
+                     f"{r['cs_mean']:.2f} | {cells(r['fd_eval'])} | {cells(r['fd_train'])} | {cells(r['fd_real'])} | "
+                     f"{cells([r['fd_real_mean']])} |")
     return "\n".join(lines + [""] + verdicts(table)) + "\n"
 
 

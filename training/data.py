@@ -76,6 +76,18 @@ def load_dataset(spec: str | os.PathLike, limit: int | None = None, size: tuple[
     return data
 
 
+def resized_as_read(spec: str | os.PathLike) -> bool:
+    """Whether `spec` names image files, which Pillow resizes as they are read, rather than arrays
+    that `to_training_tensor` resizes (with `resize`)."""
+    spec = check_spec(spec)
+    if spec in NAMED:
+        return False
+    path = Path(spec)
+    if path.is_dir():
+        return not is_cifar_folder(path) and _idx_images_in(path) is None
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
 def check_spec(spec: str | os.PathLike) -> str:
     """`spec` as a string, refused if empty (as a path it would name the current folder)."""
     spec = str(spec)
@@ -354,7 +366,6 @@ def _cifar(files: list[Path], source: str) -> Dataset:
 def to_training_tensor(images: np.ndarray, shape: tuple[int, int, int]):
     """uint8 (N, H, W, C) -> float32 torch tensor (N, C, H, W) in [-1, 1] with `shape` = (C, H, W)."""
     import torch
-    import torch.nn.functional as F
 
     c, h, w = shape
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
@@ -366,7 +377,13 @@ def to_training_tensor(images: np.ndarray, shape: tuple[int, int, int]):
     if x.shape[2:] != (h, w):
         out = torch.empty(x.shape[0], c, h, w)
         for i in range(0, len(x), 4096):  # bounded memory for big datasets
-            out[i:i + 4096] = F.interpolate(x[i:i + 4096], size=(h, w), mode="bilinear", antialias=True,
-                                            align_corners=False)
+            out[i:i + 4096] = resize(x[i:i + 4096], (h, w))
         x = out.clamp_(-1, 1)
     return x.contiguous()
+
+
+def resize(x, size: tuple[int, int]):
+    """The loader's resize of float images (N, C, H, W) to `size` = (h, w): bilinear, antialiased."""
+    import torch.nn.functional as F
+
+    return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)

@@ -69,16 +69,67 @@ def reference_images(data: str, shape: tuple[int, int, int], n: int = REFERENCE_
     return to_uint8(images[idx].numpy())
 
 
+def data_size(data: str) -> tuple[int, int] | None:
+    """(H, W) of a dataset's own images, where training resizes them with the loader's `resize`;
+    None for image files (Pillow resizes them as they are read: `undo_resize` would not invert that)."""
+    from .data import load_dataset, resized_as_read
+
+    return None if resized_as_read(data) else tuple(load_dataset(data, limit=1).images.shape[1:3])
+
+
+def resize_inverse(n: int, m: int) -> np.ndarray:
+    """(n, m) matrix: the least-squares inverse of the loader's 1-D resize from n to m >= n samples."""
+    from .data import resize
+
+    # n images each holding one basis column, two pixels wide: torch resizes one-pixel-wide images
+    # wrongly (they read as channels-last), and the loader's resize leaves the width alone here
+    basis = torch.eye(n, dtype=torch.float64).view(n, 1, n, 1).expand(n, 1, n, 2).contiguous()
+    forward = resize(basis, (m, 2))[:, 0, :, 0].T.numpy()  # (m, n): resized = forward @ original
+    return np.linalg.pinv(forward)
+
+
+def undo_resize(images: np.ndarray, size: tuple[int, int], chunk: int = 1000) -> np.ndarray:
+    """uint8 (N, H, W, C) at a model's resolution -> uint8 (N, h, w, C) at the data's `size` = (h, w).
+
+    A model trained on data the loader resized up (Fashion-MNIST's 28x28 to `upconv32`'s 32x32) makes
+    images at its own resolution; to score them against the real images, they are brought back by
+    the least-squares inverse of that resize (rows and columns: the loader's resize is separable), so
+    no blur of ours enters: a real image resized up and brought back is itself, up to rounding.
+    """
+    n, height, width, _ = images.shape
+    h, w = size
+    if (height, width) == (h, w):
+        return images
+    if height < h or width < w:
+        raise ValueError(f"cannot undo a resize from {h}x{w} down to {height}x{width}: it has no unique inverse")
+    rows, cols = resize_inverse(h, height), resize_inverse(w, width)
+    out = []
+    for i in range(0, n, chunk):
+        x = images[i:i + chunk].transpose(0, 3, 1, 2).astype(np.float64) / 127.5 - 1  # (n, C, H, W)
+        y = rows @ x @ cols.T
+        out.append(to_uint8(np.clip(y, -1, 1).astype(np.float32)))
+    return np.concatenate(out)
+
+
 def evaluate_model(model: str | Path | None, data: str = "fashion-mnist", samples: int = 10_000, seed: int = 0,
                    backend: str = "auto", truncation: float | None = None) -> dict:
-    """FD and CS of a model directory's samples (eval mode, as `Generator.sample` gives them)."""
+    """FD and CS of a model directory's samples (eval mode, as `Generator.sample` gives them), against
+    the data resized to the model's resolution as training resized it; for a model larger than the
+    data (`upconv32` on Fashion-MNIST), also "at_data_size": against the images at their own size
+    (the calibration's reference), the samples brought back by `undo_resize` (not for image files)."""
     from ganserve.generator import Generator
 
     gen = Generator.load(model, backend=backend)
-    real = reference_images(data, gen.config.output_shape)
-    scores = Evaluator(real).score(gen.sample(samples, seed=seed, truncation=truncation))
-    return {**scores, "samples": samples, "seed": seed, "truncation": truncation,
-            "reference": f"{len(real)} images of {data}", "backend": gen.backend}
+    shape = gen.config.output_shape
+    real = reference_images(data, shape)
+    images = gen.sample(samples, seed=seed, truncation=truncation)
+    result = {**Evaluator(real).score(images), "samples": samples, "seed": seed, "truncation": truncation,
+              "reference": f"{len(real)} images of {data}", "backend": gen.backend}
+    size = data_size(data)
+    if size is not None and shape[1:] != size and shape[1] >= size[0] and shape[2] >= size[1]:
+        at_size = Evaluator(reference_images(data, (shape[0], *size))).score(undo_resize(images, size))
+        result["at_data_size"] = {**at_size, "size": list(size)}
+    return result
 
 
 CALIBRATION_DATA = ("fashion-mnist", "fashion-mnist-train")  # the sets with a test split to calibrate on

@@ -139,6 +139,10 @@ def eval_(
     psi = f", truncation psi {truncation:g}" if truncation is not None else ""
     typer.echo(f"{samples} samples of seed {seed}{psi} ({result['model']['backend']} backend) against "
                f"{result['model']['reference']}")
-    for name, row in result.items():
+    rows = list(result.items())
+    at_size = result["model"].get("at_data_size")
+    if at_size:  # a model larger than the data, scored against the images at their own size too
+        rows.insert(1, (f"model, at the data's {at_size['size'][0]}x{at_size['size'][1]}", at_size))
+    for name, row in rows:
         extra = f"  Inception FID {row['inception_fid']:.2f}" if "inception_fid" in row else ""
         typer.echo(f"{name:30s} FD {row['fd']:8.3f}  CS {row['cs']:6.3f}{extra}")

@@ -36,28 +36,43 @@ def test_plan_names_the_seeds_initialisation(tmp_path):
     assert seeds["commands"][0][-2:] == ["--init", "dcgan"]
 
 
-def _run(recipe, network, seed, fd_eval, fd_train, cs=5.0):
+def _run(recipe, network, seed, fd_eval, fd_train, cs=5.0, real=1.0):
+    """A run's scores; `real` scales them for the real images at their own size (a 32x32 model's differ)."""
     kinds = {"as sampled": (fd_eval, fd_train)} if recipe == "seeds" else {
         "as sampled": (fd_eval, fd_train), "raw": (fd_eval + 1, fd_train + 1)}
     return {"recipe": recipe, "network": network, "seed": seed, "scores": {
-        kind: {"eval_mode": {"fd": e, "cs": cs}, "train_mode": {"fd": t, "cs": cs - 1}} for kind, (e, t) in kinds.items()}}
+        kind: {"eval_mode": {"fd": e, "cs": cs}, "train_mode": {"fd": t, "cs": cs - 1},
+               "real": {"size": [28, 28], "eval_mode": {"fd": e * real, "cs": cs}, "train_mode": {"fd": t * real, "cs": cs}}}
+        for kind, (e, t) in kinds.items()}}
 
 
 def test_rows_use_the_mode_each_recipe_is_sampled_in():
-    runs = [_run("seeds", "upconv32", 0, 9.0, 7.0), _run("ganserve", "dcgan28-w48", 0, 5.0, 6.0),
-            _run("seeds", "upconv32", 1, 9.5, 8.0), _run("ganserve", "dcgan28-w48", 1, 8.5, 6.5)]
+    runs = [_run("seeds", "upconv32", 0, 9.0, 7.0, real=3), _run("ganserve", "dcgan28-w48", 0, 5.0, 6.0),
+            _run("seeds", "upconv32", 1, 9.5, 8.0, real=3), _run("ganserve", "dcgan28-w48", 1, 8.5, 6.5)]
     table = {(r["recipe"], r["kind"]): r for r in compare.rows(runs)}
     seeds, ours, raw = table["seeds", "as sampled"], table["ganserve", "as sampled"], table["ganserve", "raw"]
     assert seeds["fd"] == [7.0, 8.0] and seeds["cs"] == [4.0, 4.0]  # train mode, as the seeds' script samples
     assert ours["fd"] == [5.0, 8.5] and ours["cs"] == [5.0, 5.0]  # eval mode, as Generator.sample
     assert raw["fd"] == [7.0, 7.5]  # the raw generator sampled as the seeds' script would
     assert seeds["fd_mean"] == 7.5 and ours["fd_mean"] == 6.75
-    [verdict] = compare.verdicts(list(table.values()))
-    assert "mean FD 6.750 against the seeds' 7.500 (0.90x); lower for 1 of 2 seeds" in verdict
+    assert seeds["fd_real"] == [21.0, 24.0] and ours["fd_real"] == [5.0, 8.5] and seeds["fd_real_mean"] == 22.5
+    verdict, real = compare.verdicts(list(table.values()))
+    assert "model's resolution: mean FD 6.750 against the seeds' 7.500 (0.90x); lower for 1 of 2 seeds" in verdict
     assert verdict.endswith("every ganserve run below every seeds' run: no")
+    assert "their own: mean FD 6.750 against the seeds' 22.500 (0.30x); lower for 2 of 2 seeds" in real
+    assert real.endswith("every ganserve run below every seeds' run: yes")
     text = compare.markdown(list(table.values()), 128_000)
     assert "| seeds, `upconv32` | train mode | 7.00 / 8.00 | 7.50 |" in text
     assert "| ganserve, `dcgan28-w48`, raw generator (no EMA) | train mode | 7.00 / 7.50 |" in text
+    assert text.splitlines()[4].endswith("| 9.00 / 9.50 | 7.00 / 8.00 | 21.00 / 24.00 | 22.50 |")  # the seeds' row
+
+
+def test_rows_without_a_real_score_show_none():
+    run = _run("seeds", "upconv32", 0, 9.0, 7.0)
+    run["scores"]["as sampled"]["real"] = None  # a model smaller than the data: no exact way back
+    [row] = compare.rows([run])
+    assert row["fd_real"] == [None] and row["fd_real_mean"] is None
+    assert "| - | - |" in compare.markdown([row], 128_000)
 
 
 @pytest.mark.slow
@@ -76,7 +91,7 @@ def test_a_real_comparison_runs_resumes_and_scores(tmp_path):
     assert {(r["recipe"], r["network"], r["kind"]) for r in report["rows"]} == {
         ("seeds", "upconv32", "as sampled"), ("ganserve", "dcgan28-w8", "as sampled"), ("ganserve", "dcgan28-w8", "raw")}
     for row in report["rows"]:
-        assert row["seeds"] == [0] and all(math.isfinite(v) and v > 0 for v in row["fd"] + row["cs"])
+        assert row["seeds"] == [0] and all(math.isfinite(v) and v > 0 for v in row["fd"] + row["cs"] + row["fd_real"])
     assert (out / "compare.md").read_text().startswith("1,856 images per run")
     ours = out / "ganserve-dcgan28-w8-s0"
     assert json.loads((ours / "model" / "config.json").read_text())["metadata"]["training"]["steps"] == 29

@@ -39,10 +39,17 @@ def test_eval_scores_a_model_against_real_images(capsys, tiny_model_dir):
     expected = Evaluator(reference_images("digits", gen.config.output_shape)).score(gen.sample(300, seed=3))
     assert model["fd"] == pytest.approx(expected["fd"], rel=1e-9) and model["cs"] == pytest.approx(expected["cs"])
     assert np.isfinite(model["fd"]) and model["fd"] > 0
+    # A 28x28 model of the 8x8 digits: also scored against the digits at 8x8, its samples brought back
+    from ganserve.training.evaluate import undo_resize
+
+    at_size = model["at_data_size"]
+    expected = Evaluator(reference_images("digits", (1, 8, 8))).score(undo_resize(gen.sample(300, seed=3), (8, 8)))
+    assert at_size["size"] == [8, 8] and at_size["fd"] == pytest.approx(expected["fd"], rel=1e-9)
+    assert at_size["fd"] != pytest.approx(model["fd"])
 
     code, out, err = run(capsys, "eval", str(tiny_model_dir), "--data", "digits", "--samples", "50", "--backend", "numpy")
     assert code == 0, err
-    assert "classifier: test accuracy 0.9177" in out and out.splitlines()[-1].startswith("model")
+    assert "classifier: test accuracy 0.9177" in out and out.splitlines()[-1].startswith("model, at the data's 8x8")
     assert "50 samples of seed 0 (numpy backend) against 1797 images of digits" in out
 
 

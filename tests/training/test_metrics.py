@@ -149,3 +149,40 @@ def test_reference_images_of_a_folder_are_read_as_training_reads_them(tmp_path):
     Image.fromarray(rng.integers(0, 256, (300, 200, 3), dtype=np.uint8)).save(tmp_path / "big.png")
     training = to_uint8(load_dataset(str(tmp_path), size=(28, 28)).to_tensor((3, 28, 28)).numpy())
     assert np.array_equal(reference_images(str(tmp_path), (3, 28, 28), 1), training)
+
+
+@pytest.mark.parametrize("size, model_size", [((28, 28), (32, 32)), ((20, 24), (32, 28)), ((8, 8), (32, 32))])
+def test_undo_resize_brings_images_the_loader_resized_back(size, model_size):
+    """A 32x32 model's samples are scored against the real 28x28 images by inverting the loader's
+    resize exactly: noise (the hardest case) resized up, rounded to uint8 and brought back is itself
+    up to rounding, where resizing back with the metric's own resize is far off."""
+    import torch.nn.functional as F
+
+    from ganserve.images import to_uint8
+    from ganserve.training.data import to_training_tensor
+    from ganserve.training.evaluate import undo_resize
+
+    x = np.random.default_rng(0).integers(0, 256, (50, *size, 1), dtype=np.uint8)
+    up = to_uint8(to_training_tensor(x, (1, *model_size)).numpy())
+    back = undo_resize(up, size)
+    error = np.abs(back.astype(int) - x.astype(int))
+    assert back.shape == x.shape and back.dtype == np.uint8 and error.max() <= 3 and error.mean() < 0.5
+    resized = to_uint8(F.interpolate(torch.from_numpy(up).permute(0, 3, 1, 2).float() / 127.5 - 1, size=size,
+                                     mode="bilinear", antialias=True).clamp(-1, 1).numpy())
+    assert np.abs(resized.astype(int) - x.astype(int)).mean() > 30
+
+
+def test_undo_resize_leaves_the_data_size_alone_and_refuses_to_go_up(tmp_path):
+    from PIL import Image
+
+    from ganserve.training.evaluate import data_size, undo_resize
+
+    x = np.random.default_rng(0).integers(0, 256, (3, 28, 28, 1), dtype=np.uint8)
+    assert undo_resize(x, (28, 28)) is x
+    with pytest.raises(ValueError, match="cannot undo a resize from 32x32 down to 28x28"):
+        undo_resize(x, (32, 32))
+    assert data_size("digits") == (8, 8)
+    np.savez(tmp_path / "a.npz", images=x[:, :20, :24])
+    assert data_size(str(tmp_path / "a.npz")) == (20, 24)
+    Image.fromarray(x[0, :, :, 0]).save(tmp_path / "0.png")
+    assert data_size(str(tmp_path)) is None  # Pillow resizes image files as they are read: no inverse here
