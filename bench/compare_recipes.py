@@ -11,8 +11,9 @@ For each seed it trains, as separate processes run side by side (--jobs at a tim
 - ganserve's recipe for each --ours network (PRESET or PRESET:WIDTH): `ganserve train` for the same
   number of images at --batch-size, then `ganserve export --weights raw` of its raw generator.
 Then it scores every model (bench/score_models.py: 10,000 samples, eval mode and train mode, against
-the data resized to the model's resolution and against the real images at their own) and writes compare.md (the table, per seed and mean) and compare.json into --out. A run that stops can
-be started again with the same command: finished models and scores are kept, a ganserve run whose
+the data resized to the model's resolution and against the real images at their own) and writes
+compare.md (the table, per seed and mean) and compare.json into --out. A run that stops can be
+started again with the same command: finished models and scores are kept, a ganserve run whose
 last.pt exists resumes, and so does a seeds' run from its state.pt (written after every pass over
 the data); models made by other commands (another --images, --data, --batch-size, ...) are refused
 rather than reused.

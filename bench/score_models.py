@@ -23,7 +23,7 @@ from ganserve.generator import Generator
 from ganserve.model_io import load_model
 from ganserve.torch_model import build_generator, load_weights
 from ganserve.training.baseline import train_mode_samples
-from ganserve.training.evaluate import data_size, reference_images, undo_resize
+from ganserve.training.evaluate import reference_images, undo_resize, undoable_size
 from ganserve.training.metrics import Evaluator
 
 
@@ -51,11 +51,11 @@ def score_model(path: str, samples: int = 10_000, data: str = "fashion-mnist",
     shape = load_model(path).config.output_shape
     images = model_samples(path, samples)
     scores = {mode: evaluator(shape).score(x) for mode, x in images.items()}
-    size = data_size(data)
+    size = undoable_size(data, shape)
     real = None
     if size == shape[1:]:
         real = {"size": list(size), **scores}
-    elif size is not None and shape[1] >= size[0] and shape[2] >= size[1]:
+    elif size is not None:
         real = {"size": list(size), **{mode: evaluator((shape[0], *size)).score(undo_resize(x, size))
                                        for mode, x in images.items()}}
     return {"model": str(path), **scores, "real": real}

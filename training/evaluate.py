@@ -77,6 +77,13 @@ def data_size(data: str) -> tuple[int, int] | None:
     return None if resized_as_read(data) else tuple(load_dataset(data, limit=1).images.shape[1:3])
 
 
+def undoable_size(data: str, shape: tuple[int, int, int]) -> tuple[int, int] | None:
+    """The data's own (H, W) where a model of `shape` = (C, H, W) can be scored at it: its own size,
+    or a smaller one that `undo_resize` brings its samples back to; else None."""
+    size = data_size(data)
+    return None if size is None or shape[1] < size[0] or shape[2] < size[1] else size
+
+
 def resize_inverse(n: int, m: int) -> np.ndarray:
     """(n, m) matrix: the least-squares inverse of the loader's 1-D resize from n to m >= n samples."""
     from .data import resize
@@ -125,8 +132,8 @@ def evaluate_model(model: str | Path | None, data: str = "fashion-mnist", sample
     images = gen.sample(samples, seed=seed, truncation=truncation)
     result = {**Evaluator(real).score(images), "samples": samples, "seed": seed, "truncation": truncation,
               "reference": f"{len(real)} images of {data}", "backend": gen.backend}
-    size = data_size(data)
-    if size is not None and shape[1:] != size and shape[1] >= size[0] and shape[2] >= size[1]:
+    size = undoable_size(data, shape)
+    if size is not None and size != shape[1:]:
         at_size = Evaluator(reference_images(data, (shape[0], *size))).score(undo_resize(images, size))
         result["at_data_size"] = {**at_size, "size": list(size)}
     return result
